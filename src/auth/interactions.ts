@@ -1,0 +1,138 @@
+import crypto from 'node:crypto';
+
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type Provider from 'oidc-provider';
+
+import { errorBody } from '../errors.ts';
+import { findUser } from '../store/users.ts';
+import { escapeHtml, renderPage } from '../web/html.ts';
+import type { WebContext } from '../web/context.ts';
+import { dummyVerify, verifyPassword } from './passwords.ts';
+
+const loginFailedMessage = 'Invalid username or password.';
+const throttledMessage = 'Too many failed attempts. Wait a few minutes and try again.';
+
+/** Derives the login form's CSRF token from the interaction id, which the interaction cookie binds. */
+function loginCsrfToken(csrfKey: string, uid: string): string {
+  return crypto.createHmac('sha256', csrfKey).update(`portcullis-login-v1:${uid}`, 'utf8').digest('base64url');
+}
+
+function loginCsrfMatches(csrfKey: string, uid: string, presented: unknown): boolean {
+  if (typeof presented !== 'string') {
+    return false;
+  }
+  const expected = Buffer.from(loginCsrfToken(csrfKey, uid));
+  const actual = Buffer.from(presented);
+  return expected.length === actual.length && crypto.timingSafeEqual(expected, actual);
+}
+
+function renderLoginForm(uid: string, csrfToken: string, message: string | null): string {
+  const notice = message ? `<p class="error" role="alert">${escapeHtml(message)}</p>` : '';
+  return renderPage('Log in', `${notice}
+<form method="post" action="/interaction/${escapeHtml(uid)}/login" autocomplete="on">
+<input type="hidden" name="csrf_token" value="${escapeHtml(csrfToken)}">
+<label>Username <input name="username" autocomplete="username" required maxlength="64" autofocus></label>
+<label>Password <input type="password" name="password" autocomplete="current-password" required maxlength="1024"></label>
+<button type="submit" id="login-submit">Log in</button>
+</form>`);
+}
+
+/**
+ * Creates the grant a finished login consents to: the scopes and resources the request asked for.
+ * The gateway and devices are first-party clients, so there is no separate consent screen; the
+ * device flow's confirmation page is where a user approves a device.
+ */
+async function grantFor(provider: Provider, details: Awaited<ReturnType<Provider['interactionDetails']>>, accountId: string): Promise<string> {
+  const grant = details.grantId
+    ? await provider.Grant.find(details.grantId)
+    : new provider.Grant({ accountId, clientId: details.params.client_id as string });
+  if (!grant) {
+    throw new Error('the interaction refers to a grant that no longer exists');
+  }
+
+  const prompt = details.prompt.details as { missingOIDCScope?: string[]; missingOIDCClaims?: string[]; missingResourceScopes?: Record<string, string[]> };
+  if (prompt.missingOIDCScope) {
+    grant.addOIDCScope(prompt.missingOIDCScope.join(' '));
+  }
+  if (prompt.missingOIDCClaims) {
+    grant.addOIDCClaims(prompt.missingOIDCClaims);
+  }
+  for (const [resource, scopes] of Object.entries(prompt.missingResourceScopes ?? {})) {
+    grant.addResourceScope(resource, scopes.join(' '));
+  }
+  return grant.save();
+}
+
+/** Registers the login and consent steps of oidc-provider's interactions under `/interaction/:uid`. */
+export function registerInteractionRoutes(app: FastifyInstance, context: WebContext): void {
+  const { provider } = context;
+
+  const loadDetails = async (request: FastifyRequest, reply: FastifyReply) => {
+    try {
+      return await provider.interactionDetails(request.raw, reply.raw);
+    } catch {
+      return null;
+    }
+  };
+
+  app.get<{ Params: { uid: string } }>('/interaction/:uid', async (request, reply) => {
+    const details = await loadDetails(request, reply);
+    if (!details || details.uid !== request.params.uid) {
+      return reply.code(400).send(errorBody('login_state_invalid'));
+    }
+
+    if (details.prompt.name === 'login') {
+      return reply.type('text/html').header('cache-control', 'no-store')
+        .send(renderLoginForm(details.uid, loginCsrfToken(context.csrfKey, details.uid), null));
+    }
+
+    const accountId = details.session?.accountId;
+    if (!accountId) {
+      return reply.code(400).send(errorBody('login_state_invalid'));
+    }
+    const grantId = await grantFor(provider, details, accountId);
+    reply.hijack();
+    await provider.interactionFinished(request.raw, reply.raw, { consent: { grantId } }, { mergeWithLastSubmission: true });
+  });
+
+  app.post<{ Params: { uid: string }; Body: Record<string, unknown> }>('/interaction/:uid/login', async (request, reply) => {
+    const details = await loadDetails(request, reply);
+    if (!details || details.uid !== request.params.uid || details.prompt.name !== 'login') {
+      return reply.code(400).send(errorBody('login_state_invalid'));
+    }
+
+    const body = request.body ?? {};
+    const csrfToken = loginCsrfToken(context.csrfKey, details.uid);
+    if (!loginCsrfMatches(context.csrfKey, details.uid, body.csrf_token)) {
+      return reply.code(403).send(errorBody('csrf_invalid'));
+    }
+
+    const username = typeof body.username === 'string' ? body.username.slice(0, 64) : '';
+    const password = typeof body.password === 'string' ? body.password.slice(0, 1024) : '';
+    const attempt = { username, ip: request.ip };
+
+    const throttle = context.throttle.check(attempt);
+    if (!throttle.allowed) {
+      context.logger.warn({ event: 'login.throttled', username, ip: request.ip }, 'login throttled');
+      return reply.code(429).header('retry-after', String(throttle.retryAfterSeconds)).type('text/html')
+        .send(renderLoginForm(details.uid, csrfToken, throttledMessage));
+    }
+
+    const user = username ? await findUser(context.store, username) : undefined;
+    const passwordMatches = user ? await verifyPassword(user.password_hash, password) : await dummyVerify(password);
+    if (!user || !passwordMatches || user.disabled) {
+      context.throttle.recordFailure(attempt);
+      context.logger.warn({ event: 'login.failed', username, ip: request.ip }, 'login failed');
+      return reply.code(401).type('text/html').send(renderLoginForm(details.uid, csrfToken, loginFailedMessage));
+    }
+
+    context.throttle.recordSuccess(attempt);
+    context.logger.info({ event: 'login.succeeded', username, ip: request.ip }, 'login succeeded');
+    const grantId = await grantFor(provider, details, user.username);
+    reply.hijack();
+    await provider.interactionFinished(request.raw, reply.raw, {
+      login: { accountId: user.username },
+      consent: { grantId },
+    }, { mergeWithLastSubmission: false });
+  });
+}

@@ -1,0 +1,178 @@
+/** Options for `LoginThrottle`, with every duration in milliseconds. */
+export interface LoginThrottleOptions {
+  /** Failures within the window that lock an account (default 5). */
+  maxFailuresPerAccount?: number;
+  /** Failures within the window, across all accounts, that lock a client IP (default 20). */
+  maxFailuresPerIp?: number;
+  /** Time a failure keeps counting, in ms (default 15 minutes). */
+  windowMs?: number;
+  /** Duration of a lock, in ms (default 15 minutes). */
+  lockoutMs?: number;
+  /** Maximum number of accounts plus IPs tracked, beyond which the least recently failed are dropped (default 100 000). */
+  maxEntries?: number;
+  /** Clock returning epoch ms (default `Date.now`), which tests replace with a fake. */
+  now?: () => number;
+}
+
+/** A login attempt, identified by the username as typed and the client IP that the gateway resolved. */
+export interface LoginAttempt {
+  username: string;
+  ip: string;
+}
+
+/** The outcome of `LoginThrottle.check`, whose `retryAfterSeconds` fits a `Retry-After` header. */
+export type ThrottleDecision = { allowed: true } | { allowed: false; retryAfterSeconds: number };
+
+interface Entry {
+  // Epoch ms of the failures still inside the window, oldest first.
+  failures: number[];
+  // Epoch ms when the lock ends, or 0 when not locked.
+  lockedUntil: number;
+  // Epoch ms after which the entry contains neither a counted failure nor a lock.
+  expiresAt: number;
+}
+
+/**
+ * Counts failed logins in memory, per account (username, case-folded) and per client IP, and
+ * locks either for `lockoutMs` once it reaches its limit within `windowMs`.
+ */
+export class LoginThrottle {
+  readonly #maxFailuresPerAccount: number;
+  readonly #maxFailuresPerIp: number;
+  readonly #windowMs: number;
+  readonly #lockoutMs: number;
+  readonly #maxEntries: number;
+  readonly #now: () => number;
+
+  // Insertion order is kept equal to last-failure order, so the first key is always the stalest.
+  readonly #entries = new Map<string, Entry>();
+
+  constructor(options: LoginThrottleOptions = {}) {
+    this.#maxFailuresPerAccount = positiveInteger('maxFailuresPerAccount', options.maxFailuresPerAccount ?? 5);
+    this.#maxFailuresPerIp = positiveInteger('maxFailuresPerIp', options.maxFailuresPerIp ?? 20);
+    this.#windowMs = positiveInteger('windowMs', options.windowMs ?? 15 * 60_000);
+    this.#lockoutMs = positiveInteger('lockoutMs', options.lockoutMs ?? 15 * 60_000);
+    this.#maxEntries = positiveInteger('maxEntries', options.maxEntries ?? 100_000);
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Number of accounts plus IPs currently tracked, for metrics and tests. */
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  /** Returns whether a login may be tried now, to be called before verifying the password. */
+  check(attempt: LoginAttempt): ThrottleDecision {
+    const now = this.#now();
+    const lockedUntil = Math.max(
+      this.#lockedUntil(accountKey(attempt.username), now),
+      this.#lockedUntil(ipKey(attempt.ip), now),
+    );
+
+    if (lockedUntil > now) {
+      return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil((lockedUntil - now) / 1000)) };
+    }
+
+    return { allowed: true };
+  }
+
+  /**
+   * Counts one failed login against both the account and the IP. Call it for unknown usernames
+   * too, so a lock does not reveal whether an account exists.
+   */
+  recordFailure(attempt: LoginAttempt): void {
+    const now = this.#now();
+    this.#evictExpired(now);
+
+    this.#countFailure(accountKey(attempt.username), this.#maxFailuresPerAccount, now);
+    this.#countFailure(ipKey(attempt.ip), this.#maxFailuresPerIp, now);
+
+    this.#evictBeyondCap();
+  }
+
+  /** Forgets the account's failures after a successful login, but keeps the IP's, because one IP may be guessing many accounts. */
+  recordSuccess(attempt: LoginAttempt): void {
+    this.#entries.delete(accountKey(attempt.username));
+  }
+
+  #lockedUntil(key: string, now: number): number {
+    const entry = this.#entries.get(key);
+
+    if (entry === undefined || entry.lockedUntil <= now) {
+      return 0;
+    }
+
+    return entry.lockedUntil;
+  }
+
+  #countFailure(key: string, limit: number, now: number): void {
+    const entry = this.#entries.get(key) ?? { failures: [], lockedUntil: 0, expiresAt: 0 };
+
+    // A login that passed `check` just before the lock was set may still report its failure. The
+    // lock is already in place, so the failure neither counts nor extends it.
+    if (entry.lockedUntil > now) {
+      return;
+    }
+
+    const windowStart = now - this.#windowMs;
+    entry.failures = entry.failures.filter((at) => at > windowStart);
+    entry.failures.push(now);
+    entry.lockedUntil = 0;
+    entry.expiresAt = now + this.#windowMs;
+
+    // After a lock the count starts again from zero, so each lock buys an attacker `limit` guesses.
+    if (entry.failures.length >= limit) {
+      entry.failures = [];
+      entry.lockedUntil = now + this.#lockoutMs;
+      entry.expiresAt = entry.lockedUntil;
+    }
+
+    // Re-inserting moves the key to the end, keeping the map in last-failure order.
+    this.#entries.delete(key);
+    this.#entries.set(key, entry);
+  }
+
+  // Walks from the stalest entry and stops at the first live one, so each call costs only what it
+  // removes. When windowMs and lockoutMs differ, dead entries may wait behind a live one until later.
+  #evictExpired(now: number): void {
+    for (const [key, entry] of this.#entries) {
+      if (entry.expiresAt > now) {
+        return;
+      }
+
+      this.#entries.delete(key);
+    }
+  }
+
+  // NOTE: an attacker who spreads failures over more than `maxEntries` keys can push out a live
+  // lock early. That is the price of bounded memory.
+  #evictBeyondCap(): void {
+    for (const key of this.#entries.keys()) {
+      if (this.#entries.size <= this.#maxEntries) {
+        return;
+      }
+
+      this.#entries.delete(key);
+    }
+  }
+}
+
+// Folding makes `Alice`, `ALICE` and a full-width `Ａｌｉｃｅ` share one counter. It folds more than the
+// user store does, because then spelling variants cannot buy extra guesses.
+function accountKey(username: string): string {
+  return `account:${username.normalize('NFKC').toLowerCase()}`;
+}
+
+// NOTE: IPv6 clients are keyed by full address, so a host that holds a /64 can rotate addresses.
+// Where that matters, pass the prefix as the IP.
+function ipKey(ip: string): string {
+  return `ip:${ip}`;
+}
+
+function positiveInteger(name: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new RangeError(`LoginThrottle option ${name} is invalid: expected a positive integer, got ${value}.`);
+  }
+
+  return value;
+}

@@ -1,0 +1,167 @@
+import Provider, { type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import type { JWK } from 'jose';
+import type { Logger } from 'pino';
+
+import type { Options } from '../config/options.ts';
+import type { Store } from '../store/database.ts';
+import { clientSecretMatches, hashClientSecret } from '../store/devices.ts';
+import { createOidcAdapter } from '../store/oidc-adapter.ts';
+import { findUser } from '../store/users.ts';
+import { deviceFlowPages, renderAuthError } from './pages.ts';
+
+/** Client id of the gateway's own backend-for-frontend, a confidential client of the auth server. */
+export const gatewayClientId = 'portcullis-gateway';
+
+/** Path prefix of every oidc-provider endpoint except discovery. */
+export const oauthPathPrefix = '/oauth/';
+
+/** Algorithms accepted from clients for `private_key_jwt` assertions; never HMAC or `none`. */
+export const clientAssertionAlgorithms = ['ES256', 'ES384', 'EdDSA', 'PS256', 'RS256'];
+
+/** What the auth server needs to start. */
+export interface AuthServerInit {
+  options: Readonly<Options>;
+  store: Store;
+  logger: Logger;
+  signingKeys: JWK[];
+  cookieKeys: string[];
+  gatewayClientSecret: string;
+}
+
+/** Returns the audience (RFC 8707 resource indicator) of access tokens for the gateway. */
+export function gatewayAudience(options: Readonly<Options>): string {
+  return `${options.publicUrl}/ws`;
+}
+
+function buildConfiguration(init: AuthServerInit): Configuration {
+  const { options, store } = init;
+  const audience = gatewayAudience(options);
+
+  return {
+    adapter: createOidcAdapter(store),
+    clients: [{
+      client_id: gatewayClientId,
+      client_secret: hashClientSecret(init.gatewayClientSecret),
+      redirect_uris: [`${options.publicUrl}/login/callback`],
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'client_secret_basic',
+    }],
+    clientAuthMethods: ['client_secret_basic', 'private_key_jwt'],
+    responseTypes: ['code'],
+    clientDefaults: { id_token_signed_response_alg: 'ES256', grant_types: ['authorization_code'], response_types: ['code'], token_endpoint_auth_method: 'client_secret_basic' },
+    cookies: { keys: init.cookieKeys, long: { signed: true, httpOnly: true, sameSite: 'lax' }, short: { signed: true, httpOnly: true, sameSite: 'lax' } },
+    jwks: { keys: init.signingKeys as any },
+    enabledJWA: {
+      clientAuthSigningAlgValues: clientAssertionAlgorithms,
+      idTokenSigningAlgValues: ['ES256'],
+      requestObjectSigningAlgValues: ['ES256'],
+      userinfoSigningAlgValues: ['ES256'],
+      introspectionSigningAlgValues: ['ES256'],
+      authorizationSigningAlgValues: ['ES256'],
+    } as Configuration['enabledJWA'],
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      introspection: {
+        enabled: true,
+        // Only devices and the gateway itself may introspect, and only their own tokens.
+        allowedPolicy: async (_ctx, client, token) => client.clientId === token.clientId || client.clientId === gatewayClientId,
+      },
+      revocation: { enabled: true },
+      rpInitiatedLogout: { enabled: false },
+      deviceFlow: { enabled: true, charset: 'base-20', mask: '****-****', ...deviceFlowPages },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: async () => audience,
+        useGrantedResource: async () => true,
+        getResourceServerInfo: async () => ({
+          scope: 'gateway',
+          audience,
+          accessTokenTTL: options.accessTokenTtlSeconds,
+          accessTokenFormat: 'jwt',
+          jwt: { sign: { alg: 'ES256' } },
+        }),
+      },
+    },
+    extraTokenClaims: async (_ctx, token) => {
+      const grantId = (token as { grantId?: string }).grantId;
+      return grantId ? { grant_id: grantId } : undefined;
+    },
+    findAccount: async (_ctx, sub) => {
+      const user = await findUser(store, sub);
+      if (!user || user.disabled) {
+        return undefined;
+      }
+      return { accountId: user.username, claims: async () => ({ sub: user.username }) };
+    },
+    interactions: { url: async (_ctx, interaction) => `/interaction/${interaction.uid}` },
+    // Devices and the gateway get refresh tokens without asking for `offline_access`.
+    issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+    rotateRefreshToken: true,
+    pkce: { required: () => true },
+    clockTolerance: options.clockLeewaySeconds,
+    renderError: renderAuthError,
+    ttl: {
+      AccessToken: options.accessTokenTtlSeconds,
+      ClientCredentials: options.accessTokenTtlSeconds,
+      AuthorizationCode: 60,
+      DeviceCode: 600,
+      Interaction: 600,
+      Session: 3600,
+      Grant: options.refreshTokenTtlSeconds,
+      RefreshToken: options.refreshTokenTtlSeconds,
+      IdToken: 600,
+    },
+  } as Configuration;
+}
+
+/** Creates the oidc-provider instance: issuer = public origin, endpoints under `/oauth/`. */
+export function createAuthServer(init: AuthServerInit): Provider {
+  const configuration = buildConfiguration(init);
+  configuration.routes = {
+    authorization: '/oauth/authorize',
+    code_verification: '/oauth/device',
+    device_authorization: '/oauth/device/authorize',
+    end_session: '/oauth/session/end',
+    introspection: '/oauth/introspect',
+    jwks: '/oauth/jwks',
+    pushed_authorization_request: '/oauth/par',
+    registration: '/oauth/register',
+    revocation: '/oauth/revoke',
+    token: '/oauth/token',
+    userinfo: '/oauth/userinfo',
+    backchannel_authentication: '/oauth/backchannel',
+    challenge: '/oauth/challenge',
+    credential: '/oauth/credential',
+  } as Configuration['routes'];
+
+  const provider = new Provider(init.options.publicUrl, configuration);
+  // Client secrets are stored as SHA-256 hashes, so the library's plain comparison is replaced.
+  (provider.Client.prototype as any).compareClientSecret = function compareHashedSecret(this: { clientSecret?: string }, actual: string) {
+    return typeof this.clientSecret === 'string' && clientSecretMatches(this.clientSecret, actual);
+  };
+
+  if (init.options.trustedProxies.length > 0) {
+    provider.proxy = true;
+  }
+  logProviderEvents(provider, init.logger);
+  return provider;
+}
+
+function logProviderEvents(provider: Provider, logger: Logger): void {
+  const clientId = (ctx: KoaContextWithOIDC | undefined) => ctx?.oidc?.client?.clientId;
+
+  provider.on('grant.success', (ctx: KoaContextWithOIDC) => {
+    logger.info({ event: 'token.issued', client_id: clientId(ctx), grant_type: ctx.oidc.params?.grant_type }, 'token issued');
+  });
+  provider.on('grant.error', (ctx: KoaContextWithOIDC, error: Error & { error?: string }) => {
+    logger.warn({ event: 'token.rejected', client_id: clientId(ctx), error: error.error ?? error.name }, 'token request rejected');
+  });
+  provider.on('grant.revoked', (ctx: KoaContextWithOIDC, grantId: string) => {
+    logger.info({ event: 'grant.revoked', client_id: clientId(ctx), grant_id: grantId }, 'grant revoked');
+  });
+  provider.on('server_error', (_ctx: KoaContextWithOIDC, error: Error) => {
+    logger.error({ event: 'auth.server_error', err: error }, 'auth server error');
+  });
+}

@@ -1,0 +1,152 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+
+import { importJWK, type JWK } from 'jose';
+
+import { gatewayAudience } from '../auth/provider.ts';
+import { parseOptionArgs, resolveOptions } from '../config/load.ts';
+import { epochSeconds, openStore, type Store } from '../store/database.ts';
+import { clientIdPattern, deleteDevice, findDevice, hashClientSecret, insertDevice, listDevices } from '../store/devices.ts';
+import { findUser } from '../store/users.ts';
+import { createOfflineAuthServer } from './auth-context.ts';
+import { CommandError, isoTime, printJson, printLine } from './output.ts';
+import type { Options } from '../config/options.ts';
+
+/** Usage of `portcullis devices`. */
+export const devicesUsage = `portcullis devices add <client-id> [--public-key FILE] [--owner USERNAME]
+portcullis devices list [--json]
+portcullis devices remove <client-id>
+portcullis devices approve <user-code> --user <username>`;
+
+const publicKeyTypes = new Set(['EC', 'OKP', 'RSA']);
+const privateMembers = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k'];
+
+/** Reads and checks a device's public JWK: an asymmetric key with no private part. */
+async function readPublicJwk(file: string): Promise<JWK> {
+  let jwk: JWK;
+  try {
+    jwk = JSON.parse(fs.readFileSync(file, 'utf8')) as JWK;
+  } catch (error) {
+    throw new CommandError('invalid_public_key', `--public-key ${file} could not be read as JSON (${(error as Error).message}).`, 2);
+  }
+
+  if (!jwk || typeof jwk !== 'object' || !publicKeyTypes.has(jwk.kty ?? '')) {
+    throw new CommandError('invalid_public_key', `--public-key ${file} must be one public JWK with kty EC, OKP or RSA.`, 2);
+  }
+  if (privateMembers.some((member) => member in jwk)) {
+    throw new CommandError('invalid_public_key', `--public-key ${file} contains private key material; register the public key only.`, 2);
+  }
+
+  try {
+    await importJWK(jwk, jwk.alg ?? (jwk.kty === 'EC' ? 'ES256' : jwk.kty === 'OKP' ? 'EdDSA' : 'PS256'));
+  } catch (error) {
+    throw new CommandError('invalid_public_key', `--public-key ${file} is not a usable key: ${(error as Error).message}.`, 2);
+  }
+  const { kty, crv, x, y, n, e, alg, kid } = jwk;
+  return Object.fromEntries(Object.entries({ kty, crv, x, y, n, e, alg, kid, use: 'sig' }).filter(([, value]) => value !== undefined)) as JWK;
+}
+
+async function addDevice(store: Store, clientId: string, values: Record<string, unknown>): Promise<void> {
+  if (await findDevice(store, clientId)) {
+    throw new CommandError('device_exists', `Device "${clientId}" already exists; remove it first to register it again.`);
+  }
+
+  const owner = typeof values.owner === 'string' ? values.owner : null;
+  if (owner && !await findUser(store, owner)) {
+    throw new CommandError('user_not_found', `--owner ${owner}: no such user.`, 2);
+  }
+
+  if (typeof values['public-key'] === 'string') {
+    const jwk = await readPublicJwk(values['public-key']);
+    await insertDevice(store, { client_id: clientId, auth_method: 'private_key_jwt', secret_hash: null, jwks: JSON.stringify({ keys: [jwk] }), owner });
+    printJson({ client_id: clientId, token_endpoint_auth_method: 'private_key_jwt' });
+    return;
+  }
+
+  const clientSecret = crypto.randomBytes(32).toString('base64url');
+  await insertDevice(store, { client_id: clientId, auth_method: 'client_secret_basic', secret_hash: hashClientSecret(clientSecret), jwks: null, owner });
+  // The only time the secret is shown: the database keeps its hash.
+  printJson({ client_id: clientId, client_secret: clientSecret });
+}
+
+async function approveDeviceCode(options: Readonly<Options>, store: Store, userCode: string, username: unknown): Promise<void> {
+  if (typeof username !== 'string') {
+    throw new CommandError('user_required', `Name the approving user with --user <username>.\n${devicesUsage}`, 2);
+  }
+  const user = await findUser(store, username);
+  if (!user || user.disabled) {
+    throw new CommandError('user_not_found', `User "${username}" does not exist or is disabled.`);
+  }
+
+  const provider = await createOfflineAuthServer(options, store);
+  const normalized = userCode.toUpperCase().replace(/\W/g, '');
+  const code = await provider.DeviceCode.findByUserCode(normalized, { ignoreExpiration: true });
+  if (!code || code.isExpired) {
+    throw new CommandError('user_code_invalid', `User code "${userCode}" is invalid or has expired; start again on the device.`);
+  }
+  if (code.accountId || code.error || code.inFlight) {
+    throw new CommandError('user_code_used', `User code "${userCode}" was already approved or denied.`);
+  }
+
+  const grant = new provider.Grant({ accountId: user.username, clientId: code.clientId });
+  grant.addResourceScope(gatewayAudience(options), 'gateway');
+  const grantId = await grant.save();
+  Object.assign(code, { accountId: user.username, grantId, authTime: epochSeconds() });
+  await code.save();
+  printLine(`Approved device ${code.clientId} for user ${user.username}.`);
+}
+
+/** Runs `portcullis devices <action>` against the database in `--data-dir`. */
+export async function runDevices(argv: string[]): Promise<void> {
+  const { values, positionals } = parseOptionArgs(argv, {
+    'public-key': { type: 'string' },
+    owner: { type: 'string' },
+    user: { type: 'string' },
+    json: { type: 'boolean' },
+  });
+  const [action, id] = positionals;
+  const options = resolveOptions(values, process.env);
+
+  if ((action === 'add' || action === 'remove') && (!id || !clientIdPattern.test(id))) {
+    throw new CommandError('invalid_client_id', `Give a client id of 1 to 128 letters, digits, ".", "_" or "-", starting with a letter or digit.\n${devicesUsage}`, 2);
+  }
+  if (action === 'approve' && !id) {
+    throw new CommandError('user_code_required', `Give the user code the device shows.\n${devicesUsage}`, 2);
+  }
+
+  const store = await openStore(options.dataDir);
+  try {
+    switch (action) {
+      case 'add':
+        await addDevice(store, id, values);
+        return;
+      case 'list': {
+        const rows = (await listDevices(store)).map((device) => ({
+          client_id: device.client_id,
+          auth_method: device.auth_method,
+          owner: device.owner,
+          created_at: isoTime(device.created_at),
+        }));
+        if (values.json) {
+          printJson(rows);
+          return;
+        }
+        rows.forEach((row) => printLine(`${row.client_id}\t${row.auth_method}\t${row.owner ?? '-'}\t${row.created_at}`));
+        return;
+      }
+      case 'remove':
+        if (!await deleteDevice(store, id)) {
+          throw new CommandError('device_not_found', `Device "${id}" does not exist.`);
+        }
+        printLine(`Removed device ${id}; its tokens are refused from now on.`);
+        return;
+      case 'approve':
+        await approveDeviceCode(options, store, id, values.user);
+        return;
+      default:
+        throw new CommandError('unknown_command', `Unknown devices command "${action ?? ''}".\n${devicesUsage}`, 2);
+    }
+  } finally {
+    await store.destroy();
+  }
+}

@@ -1,0 +1,47 @@
+import { parseOptionArgs, resolveOptions } from '../config/load.ts';
+import { createLogger } from '../log/logger.ts';
+import { startServer } from '../server.ts';
+
+/** Usage of `portcullis start`. */
+export const startUsage = `portcullis start [--host ADDRESS] [--port PORT] [--public-url URL] [--data-dir DIR]
+                 [--tls-cert FILE --tls-key FILE] [--access-token-ttl SECONDS]
+                 [--refresh-token-ttl SECONDS] [--allowed-origin ORIGIN]... [--trusted-proxy ADDRESS]...
+                 [--clock-leeway SECONDS] [--handshake-timeout MS] [--max-payload BYTES]
+                 [--max-header-size BYTES] [--log-level LEVEL] [--config FILE]`;
+
+/** Runs `portcullis start`: serves until SIGINT or SIGTERM, then shuts down cleanly. */
+export async function runStart(argv: string[]): Promise<void> {
+  const { values } = parseOptionArgs(argv);
+  const options = resolveOptions(values, process.env);
+  const logger = createLogger(options.logLevel);
+
+  const server = await startServer(options, logger);
+
+  const banner = [
+    'Portcullis is running.',
+    `  Public URL:   ${options.publicUrl}/`,
+    `  WebSocket:    ${options.publicUrl.replace(/^https:/, 'wss:')}/ws`,
+    `  Discovery:    ${options.publicUrl}/.well-known/oauth-authorization-server`,
+    `  Listening on: ${server.listenUrl}`,
+    `  Data dir:     ${options.dataDir}`,
+  ];
+  if (server.caFile) {
+    banner.push(`  CA cert:      ${server.caFile} (trust it in clients, e.g. NODE_EXTRA_CA_CERTS or ssl_context.load_verify_locations)`);
+  }
+  for (const warning of server.warnings) {
+    banner.push(`WARNING: ${warning}`);
+  }
+  process.stderr.write(`${banner.join('\n')}\n`);
+
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      logger.info({ event: 'server.stopping', signal }, 'shutting down');
+      server.close().then(resolve, (error) => {
+        logger.error({ event: 'server.stop_failed', err: error }, 'shutdown failed');
+        resolve();
+      });
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+}

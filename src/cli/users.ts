@@ -1,0 +1,77 @@
+import { hashPassword, validatePasswordPolicy } from '../auth/passwords.ts';
+import { parseOptionArgs, resolveOptions } from '../config/load.ts';
+import { openStore } from '../store/database.ts';
+import { findUser, insertUser, listUsers, setUserDisabled, setUserPassword, usernamePattern } from '../store/users.ts';
+import { CommandError, isoTime, printJson, printLine } from './output.ts';
+import { promptPassword, readPasswordFromStdin } from './password-input.ts';
+
+/** Usage of `portcullis users`. */
+export const usersUsage = `portcullis users add <username> [--password-stdin]
+portcullis users passwd <username> [--password-stdin]
+portcullis users list [--json]
+portcullis users disable <username>
+portcullis users enable <username>`;
+
+async function readNewPassword(fromStdin: boolean): Promise<string> {
+  const password = fromStdin ? await readPasswordFromStdin() : await promptPassword();
+  const problem = validatePasswordPolicy(password);
+  if (problem) {
+    throw new CommandError('password_rejected', `Password rejected: ${problem}`, 2);
+  }
+  return password;
+}
+
+/** Runs `portcullis users <action>` against the database in `--data-dir`. */
+export async function runUsers(argv: string[]): Promise<void> {
+  const { values, positionals } = parseOptionArgs(argv, { 'password-stdin': { type: 'boolean' }, json: { type: 'boolean' } });
+  const [action, username] = positionals;
+  const options = resolveOptions(values, process.env);
+
+  if (action !== 'list' && (!username || !usernamePattern.test(username))) {
+    throw new CommandError('invalid_username', `Give a username of 1 to 64 letters, digits, ".", "_", "-" or "@".\n${usersUsage}`, 2);
+  }
+
+  const store = await openStore(options.dataDir);
+  try {
+    switch (action) {
+      case 'add': {
+        if (await findUser(store, username)) {
+          throw new CommandError('user_exists', `User "${username}" already exists; use "portcullis users passwd ${username}" to change the password.`);
+        }
+        await insertUser(store, username, await hashPassword(await readNewPassword(values['password-stdin'] === true)));
+        printLine(`Added user ${username}.`);
+        return;
+      }
+      case 'passwd': {
+        const hash = await hashPassword(await readNewPassword(values['password-stdin'] === true));
+        if (!await setUserPassword(store, username, hash)) {
+          throw new CommandError('user_not_found', `User "${username}" does not exist.`);
+        }
+        printLine(`Changed the password of ${username}.`);
+        return;
+      }
+      case 'list': {
+        const users = await listUsers(store);
+        const rows = users.map((user) => ({ username: user.username, disabled: user.disabled === 1, created_at: isoTime(user.created_at) }));
+        if (values.json) {
+          printJson(rows);
+          return;
+        }
+        rows.forEach((row) => printLine(`${row.username}\t${row.disabled ? 'disabled' : 'enabled'}\t${row.created_at}`));
+        return;
+      }
+      case 'disable':
+      case 'enable': {
+        if (!await setUserDisabled(store, username, action === 'disable')) {
+          throw new CommandError('user_not_found', `User "${username}" does not exist.`);
+        }
+        printLine(`${action === 'disable' ? 'Disabled' : 'Enabled'} user ${username}.`);
+        return;
+      }
+      default:
+        throw new CommandError('unknown_command', `Unknown users command "${action ?? ''}".\n${usersUsage}`, 2);
+    }
+  } finally {
+    await store.destroy();
+  }
+}

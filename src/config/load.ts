@@ -1,0 +1,92 @@
+import fs from 'node:fs';
+import { parseArgs } from 'node:util';
+
+import { OptionsError, validateOptions, type Options } from './options.ts';
+
+interface OptionSource {
+  option: keyof Options;
+  flag: string;
+  env: string;
+  list?: boolean;
+}
+
+/** Where each option can come from, besides `--config FILE`. */
+export const optionSources: readonly OptionSource[] = [
+  { option: 'host', flag: 'host', env: 'PORTCULLIS_HOST' },
+  { option: 'port', flag: 'port', env: 'PORTCULLIS_PORT' },
+  { option: 'publicUrl', flag: 'public-url', env: 'PORTCULLIS_PUBLIC_URL' },
+  { option: 'dataDir', flag: 'data-dir', env: 'PORTCULLIS_DATA_DIR' },
+  { option: 'tlsCertFile', flag: 'tls-cert', env: 'PORTCULLIS_TLS_CERT' },
+  { option: 'tlsKeyFile', flag: 'tls-key', env: 'PORTCULLIS_TLS_KEY' },
+  { option: 'accessTokenTtlSeconds', flag: 'access-token-ttl', env: 'PORTCULLIS_ACCESS_TOKEN_TTL' },
+  { option: 'refreshTokenTtlSeconds', flag: 'refresh-token-ttl', env: 'PORTCULLIS_REFRESH_TOKEN_TTL' },
+  { option: 'allowedOrigins', flag: 'allowed-origin', env: 'PORTCULLIS_ALLOWED_ORIGINS', list: true },
+  { option: 'trustedProxies', flag: 'trusted-proxy', env: 'PORTCULLIS_TRUSTED_PROXIES', list: true },
+  { option: 'clockLeewaySeconds', flag: 'clock-leeway', env: 'PORTCULLIS_CLOCK_LEEWAY' },
+  { option: 'handshakeTimeoutMs', flag: 'handshake-timeout', env: 'PORTCULLIS_HANDSHAKE_TIMEOUT' },
+  { option: 'maxPayloadBytes', flag: 'max-payload', env: 'PORTCULLIS_MAX_PAYLOAD' },
+  { option: 'maxHeaderBytes', flag: 'max-header-size', env: 'PORTCULLIS_MAX_HEADER_SIZE' },
+  { option: 'logLevel', flag: 'log-level', env: 'PORTCULLIS_LOG_LEVEL' },
+];
+
+/** The `parseArgs` option table for every flag above plus `--config`. */
+export function optionFlags(): Record<string, { type: 'string'; multiple?: boolean }> {
+  const flags: Record<string, { type: 'string'; multiple?: boolean }> = { config: { type: 'string' } };
+  for (const source of optionSources) {
+    flags[source.flag] = source.list ? { type: 'string', multiple: true } : { type: 'string' };
+  }
+  return flags;
+}
+
+function readConfigFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new OptionsError(`--config ${file} could not be read (${(error as NodeJS.ErrnoException).code}); check the path.`);
+  }
+
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new OptionsError(`--config ${file} is not valid JSON: ${(error as Error).message}. Fix the file, for example {"port": 8443}.`);
+  }
+
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new OptionsError(`--config ${file} must hold a JSON object of options, for example {"port": 8443}.`);
+  }
+  return parsed as Record<string, unknown>;
+}
+
+/**
+ * Resolves options from, in increasing precedence: defaults, `--config FILE` (or
+ * `PORTCULLIS_CONFIG`), `PORTCULLIS_*` environment variables, and flags in `values`.
+ */
+export function resolveOptions(values: Record<string, unknown>, env: NodeJS.ProcessEnv): Readonly<Options> {
+  const configFile = (values.config as string | undefined) ?? env.PORTCULLIS_CONFIG;
+  const input: Record<string, unknown> = configFile ? readConfigFile(configFile) : {};
+
+  for (const source of optionSources) {
+    const fromEnv = env[source.env];
+    if (fromEnv !== undefined && fromEnv !== '') {
+      input[source.option] = source.list ? fromEnv.split(',').map((item) => item.trim()).filter(Boolean) : fromEnv;
+    }
+
+    const fromFlag = values[source.flag];
+    if (fromFlag !== undefined) {
+      input[source.option] = fromFlag;
+    }
+  }
+
+  return validateOptions(input);
+}
+
+/** Parses `argv` for a command that takes server options; unknown flags are an `OptionsError`. */
+export function parseOptionArgs(argv: string[], extra: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = {}) {
+  try {
+    return parseArgs({ args: argv, options: { ...optionFlags(), ...extra }, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw new OptionsError(`${(error as Error).message}. Run "portcullis help" for the list of flags.`);
+  }
+}

@@ -1,0 +1,152 @@
+import path from 'node:path';
+
+/** Start-up options of a Portcullis server, after defaults are applied and validated. */
+export interface Options {
+  /** Listen address. Default `127.0.0.1`. */
+  host: string;
+  /** Listen port. Default `8443`. */
+  port: number;
+  /** Public origin browsers and devices use; also the OAuth issuer. Default `https://localhost:8443`. */
+  publicUrl: string;
+  /** Directory for the SQLite database, TLS material and keys. Default `./.portcullis`. */
+  dataDir: string;
+  /** PEM certificate chain; with `tlsKeyFile`, replaces the generated development certificate. */
+  tlsCertFile: string | null;
+  /** PEM private key matching `tlsCertFile`. */
+  tlsKeyFile: string | null;
+  /** Lifetime of access tokens in seconds. Default 600. */
+  accessTokenTtlSeconds: number;
+  /** Lifetime of refresh tokens in seconds. Default 14 days. */
+  refreshTokenTtlSeconds: number;
+  /** Origins allowed on browser handshakes (scheme, host and port). Default: the public origin only. */
+  allowedOrigins: string[];
+  /** Peer addresses whose `X-Forwarded-Proto: https` is believed. Default: none. */
+  trustedProxies: string[];
+  /** Clock leeway for `exp`/`nbf`/`iat` checks, in seconds. Default 30, at most 60. */
+  clockLeewaySeconds: number;
+  /** Time a client has to finish the HTTP request, including a handshake, in milliseconds. Default 10000. */
+  handshakeTimeoutMs: number;
+  /** Largest accepted WebSocket message in bytes. Default 65536. */
+  maxPayloadBytes: number;
+  /** Largest accepted HTTP header section in bytes. Default 16384. */
+  maxHeaderBytes: number;
+  /** pino log level. Default `info`. */
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+}
+
+/** Default values of every option; `allowedOrigins` empty means "the public origin". */
+export const defaultOptions: Readonly<Options> = Object.freeze({
+  host: '127.0.0.1',
+  port: 8443,
+  publicUrl: 'https://localhost:8443',
+  dataDir: './.portcullis',
+  tlsCertFile: null,
+  tlsKeyFile: null,
+  accessTokenTtlSeconds: 600,
+  refreshTokenTtlSeconds: 14 * 24 * 3600,
+  allowedOrigins: [],
+  trustedProxies: [],
+  clockLeewaySeconds: 30,
+  handshakeTimeoutMs: 10_000,
+  maxPayloadBytes: 64 * 1024,
+  maxHeaderBytes: 16 * 1024,
+  logLevel: 'info',
+});
+
+/** An invalid option: the message names the option path and how to fix it. Exit code 2. */
+export class OptionsError extends Error {
+  readonly code = 'invalid_option';
+  readonly exitCode = 2;
+
+  constructor(message: string) {
+    super(message);
+    this.name = 'OptionsError';
+  }
+}
+
+const logLevels = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+
+function requireInteger(name: string, value: unknown, min: number, max: number): number {
+  const number = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+  if (typeof number !== 'number' || !Number.isInteger(number) || number < min || number > max) {
+    throw new OptionsError(`${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(value)}.`);
+  }
+  return number;
+}
+
+function requireString(name: string, value: unknown): string {
+  if (typeof value !== 'string' || value === '') {
+    throw new OptionsError(`${name} must be a non-empty string, got ${JSON.stringify(value)}.`);
+  }
+  return value;
+}
+
+function requireStringList(name: string, value: unknown): string[] {
+  const list = typeof value === 'string' ? [value] : value;
+  if (!Array.isArray(list) || list.some((item) => typeof item !== 'string' || item === '')) {
+    throw new OptionsError(`${name} must be a list of non-empty strings, got ${JSON.stringify(value)}.`);
+  }
+  return list;
+}
+
+/** Parses an origin the way browsers serialise it (lower-case scheme and host, default port omitted). */
+export function normalizeOrigin(name: string, value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new OptionsError(`${name} must be an absolute https:// origin such as https://app.example.com, got ${JSON.stringify(value)}.`);
+  }
+
+  if (url.protocol !== 'https:') {
+    throw new OptionsError(`${name} must use https://, got ${JSON.stringify(value)}.`);
+  }
+  if (url.pathname !== '/' || url.search || url.hash || url.username || url.password) {
+    throw new OptionsError(`${name} must be an origin without path, query or credentials, got ${JSON.stringify(value)}; use ${url.origin}.`);
+  }
+  return url.origin;
+}
+
+/** Checks `input` option by option, fills defaults and returns a frozen `Options`. */
+export function validateOptions(input: Record<string, unknown>): Readonly<Options> {
+  const known = new Set(Object.keys(defaultOptions));
+  for (const key of Object.keys(input)) {
+    if (!known.has(key)) {
+      throw new OptionsError(`Unknown option "${key}"; known options are: ${[...known].join(', ')}.`);
+    }
+  }
+
+  const merged = { ...defaultOptions, ...input } as Record<string, unknown>;
+  const publicUrl = normalizeOrigin('publicUrl (--public-url)', requireString('publicUrl (--public-url)', merged.publicUrl));
+  const allowedOrigins = requireStringList('allowedOrigins (--allowed-origin)', merged.allowedOrigins)
+    .map((origin) => normalizeOrigin('allowedOrigins (--allowed-origin)', origin));
+
+  const tlsCertFile = merged.tlsCertFile === null ? null : requireString('tlsCertFile (--tls-cert)', merged.tlsCertFile);
+  const tlsKeyFile = merged.tlsKeyFile === null ? null : requireString('tlsKeyFile (--tls-key)', merged.tlsKeyFile);
+  if ((tlsCertFile === null) !== (tlsKeyFile === null)) {
+    throw new OptionsError('tlsCertFile (--tls-cert) and tlsKeyFile (--tls-key) must be given together.');
+  }
+
+  const logLevel = requireString('logLevel (--log-level)', merged.logLevel);
+  if (!logLevels.has(logLevel)) {
+    throw new OptionsError(`logLevel (--log-level) must be one of ${[...logLevels].join(', ')}, got ${JSON.stringify(logLevel)}.`);
+  }
+
+  return Object.freeze({
+    host: requireString('host (--host)', merged.host),
+    port: requireInteger('port (--port)', merged.port, 0, 65535),
+    publicUrl,
+    dataDir: path.resolve(requireString('dataDir (--data-dir)', merged.dataDir)),
+    tlsCertFile,
+    tlsKeyFile,
+    accessTokenTtlSeconds: requireInteger('accessTokenTtlSeconds (--access-token-ttl)', merged.accessTokenTtlSeconds, 30, 86_400),
+    refreshTokenTtlSeconds: requireInteger('refreshTokenTtlSeconds (--refresh-token-ttl)', merged.refreshTokenTtlSeconds, 60, 365 * 86_400),
+    allowedOrigins: Object.freeze(allowedOrigins.length > 0 ? allowedOrigins : [publicUrl]) as string[],
+    trustedProxies: Object.freeze(requireStringList('trustedProxies (--trusted-proxy)', merged.trustedProxies)) as string[],
+    clockLeewaySeconds: requireInteger('clockLeewaySeconds (--clock-leeway)', merged.clockLeewaySeconds, 0, 60),
+    handshakeTimeoutMs: requireInteger('handshakeTimeoutMs (--handshake-timeout)', merged.handshakeTimeoutMs, 100, 120_000),
+    maxPayloadBytes: requireInteger('maxPayloadBytes (--max-payload)', merged.maxPayloadBytes, 128, 16 * 1024 * 1024),
+    maxHeaderBytes: requireInteger('maxHeaderBytes (--max-header-size)', merged.maxHeaderBytes, 1024, 1024 * 1024),
+    logLevel: logLevel as Options['logLevel'],
+  });
+}

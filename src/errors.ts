@@ -1,0 +1,61 @@
+/**
+ * The catalogue of every error code that leaves a Portcullis process: HTTP bodies, WebSocket close
+ * reasons, SDK rejections and CLI exits. `docs/errors.md` lists the same codes, and a test keeps the
+ * two in sync.
+ */
+export const errorCatalogue = {
+  tls_required: { status: 426, description: 'The WebSocket handshake must arrive over TLS (wss://).' },
+  token_in_url: { status: 400, description: 'Credentials must not be sent in the URL; use the Authorization header or the session cookie.' },
+  ambiguous_credentials: { status: 400, description: 'Send either a session cookie or an Authorization header, not both.' },
+  token_missing: { status: 401, description: 'No access token was presented.' },
+  token_invalid: { status: 401, description: 'The access token is malformed, has an invalid signature, or was not issued for this gateway.' },
+  token_expired: { status: 401, description: 'The access token has expired.' },
+  origin_not_allowed: { status: 403, description: 'The Origin of this request is not an allowed origin.' },
+  csrf_invalid: { status: 403, description: 'The CSRF token is missing or not bound to this session.' },
+  client_id_mismatch: { status: 403, description: 'The X-Client-Id header is missing or does not match the token.' },
+  token_revoked: { status: 403, description: 'The token, its grant or its client has been revoked.' },
+  upgrade_required: { status: 426, description: 'This endpoint only accepts WebSocket upgrade requests.' },
+  bad_handshake: { status: 400, description: 'The WebSocket handshake request is malformed.' },
+  subprotocol_required: { status: 400, description: 'The WebSocket handshake must offer the portcullis.v1 subprotocol.' },
+  headers_too_large: { status: 431, description: 'The request headers are too large.' },
+  not_found: { status: 404, description: 'No such resource.' },
+  method_not_allowed: { status: 405, description: 'This method is not allowed on this resource.' },
+  invalid_request: { status: 400, description: 'The request is malformed.' },
+  login_required: { status: 401, description: 'No valid browser session; log in first.' },
+  login_failed: { status: 401, description: 'Invalid username or password.' },
+  login_throttled: { status: 429, description: 'Too many failed logins; try again later.' },
+  login_state_invalid: { status: 400, description: 'The login flow expired or was tampered with; start again.' },
+  server_error: { status: 500, description: 'An internal error occurred.' },
+} as const satisfies Record<string, { status: number; description: string }>;
+
+/** A stable, snake_case error code from the catalogue. */
+export type ErrorCode = keyof typeof errorCatalogue;
+
+/** An error that carries a catalogue code; its message is the fixed public description. */
+export class PortcullisError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+
+  constructor(code: ErrorCode) {
+    super(errorCatalogue[code].description);
+    this.name = 'PortcullisError';
+    this.code = code;
+    this.status = errorCatalogue[code].status;
+  }
+}
+
+/** Builds the OAuth-shaped JSON body `{error, error_description}` for a catalogue code. */
+export function errorBody(code: ErrorCode): { error: ErrorCode; error_description: string } {
+  return { error: code, error_description: errorCatalogue[code].description };
+}
+
+/** WebSocket close codes that Portcullis sends, documented in `docs/errors.md`. */
+export const closeCodes = {
+  normal: 1000,
+  goingAway: 1001,
+  protocolError: 1002,
+  unsupportedData: 1003,
+  policyViolation: 1008,
+  messageTooBig: 1009,
+  internalError: 1011,
+} as const;

@@ -1,0 +1,55 @@
+import type { Store } from '../../store/database.ts';
+import type { HandshakeCheck, HandshakeState } from '../handshake.ts';
+import type { ErrorCode } from '../../errors.ts';
+import type { VerifiedToken } from '../token-verifier.ts';
+import { accessTokenCheck } from './access-token.ts';
+import { clientIdCheck } from './client-id.ts';
+import { credentialsCheck } from './credentials.ts';
+import { csrfCheck } from './csrf.ts';
+import { originCheck } from './origin.ts';
+import { revocationCheck } from './revocation.ts';
+import { subprotocolCheck } from './subprotocol.ts';
+import { tokenInUrlCheck } from './token-in-url.ts';
+import { transportCheck } from './transport.ts';
+import { websocketRequestCheck } from './websocket-request.ts';
+
+/** What the handshake guard needs. */
+export interface GuardInit {
+  store: Store;
+  verifyToken: (token: string) => Promise<VerifiedToken>;
+  gatewayClientId: string;
+  csrfKey: string;
+  allowedOrigins: readonly string[];
+  trustedProxies: readonly string[];
+}
+
+/**
+ * Builds the ordered handshake checks. Cheap checks that need no secret come first; origin comes
+ * before the token so a cross-site page learns nothing about the victim's session; revocation needs
+ * the verified token and comes last.
+ */
+export function buildHandshakeChecks(init: GuardInit): HandshakeCheck[] {
+  return [
+    transportCheck(init.trustedProxies),
+    websocketRequestCheck,
+    tokenInUrlCheck,
+    credentialsCheck,
+    subprotocolCheck,
+    originCheck(init.allowedOrigins),
+    accessTokenCheck(init.verifyToken, init.gatewayClientId),
+    csrfCheck(init.csrfKey),
+    clientIdCheck,
+    revocationCheck(init.store),
+  ];
+}
+
+/** Runs the checks in order and returns the first rejection, or undefined when all pass. */
+export async function runHandshakeChecks(checks: HandshakeCheck[], state: HandshakeState): Promise<ErrorCode | undefined> {
+  for (const check of checks) {
+    const rejection = await check.run(state);
+    if (rejection) {
+      return rejection;
+    }
+  }
+  return undefined;
+}

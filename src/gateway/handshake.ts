@@ -1,0 +1,63 @@
+import type { IncomingMessage } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+
+import type { ErrorCode } from '../errors.ts';
+import type { VerifiedToken } from './token-verifier.ts';
+
+/** Name of the browser session cookie; the `__Host-` prefix pins it to this host, `Secure` and `Path=/`. */
+export const sessionCookieName = '__Host-portcullis-session';
+
+/** The application subprotocol; the only one the server ever selects. */
+export const applicationProtocol = 'portcullis.v1';
+
+/** Prefix of the subprotocol offer that carries a browser's CSRF token. */
+export const csrfProtocolPrefix = 'portcullis.csrf.';
+
+/** What the guard learns about one upgrade request as its checks run. */
+export interface HandshakeState {
+  request: IncomingMessage;
+  url: URL;
+  /** Address of the TCP peer. */
+  peerAddress: string;
+  /** Browser when the session cookie is present, device otherwise; set by the credentials check. */
+  kind: 'browser' | 'device' | null;
+  /** The presented access token, from the cookie or the `Authorization` header. */
+  token: string | null;
+  /** Subprotocols offered in `Sec-WebSocket-Protocol`, in order. */
+  offeredProtocols: string[];
+  verified: VerifiedToken | null;
+}
+
+/** The outcome of one check: nothing when it passes, or the rejection. */
+export type CheckResult = ErrorCode | undefined;
+
+/** One handshake check: a name for logs and the order test, and the check itself. */
+export interface HandshakeCheck {
+  name: string;
+  run(state: HandshakeState): CheckResult | Promise<CheckResult>;
+}
+
+/** Tells whether the request arrived over TLS on this socket. */
+export function isTlsSocket(request: IncomingMessage): boolean {
+  return (request.socket as TLSSocket).encrypted === true;
+}
+
+/** Returns the values of one request header as a list (Node joins most repeated headers with commas). */
+export function headerValues(request: IncomingMessage, name: string): string[] {
+  const values: string[] = [];
+  const raw = request.rawHeaders;
+  for (let index = 0; index < raw.length; index += 2) {
+    if (raw[index].toLowerCase() === name) {
+      values.push(raw[index + 1]);
+    }
+  }
+  return values;
+}
+
+/** Splits `Sec-WebSocket-Protocol` offers into trimmed tokens. */
+export function parseOfferedProtocols(request: IncomingMessage): string[] {
+  return headerValues(request, 'sec-websocket-protocol')
+    .flatMap((value) => value.split(','))
+    .map((item) => item.trim())
+    .filter((item) => item !== '');
+}

@@ -1,0 +1,38 @@
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
+
+import { errorBody, errorCatalogue, type ErrorCode } from '../errors.ts';
+
+/**
+ * Answers a failed upgrade on the raw socket with an HTTP status and a JSON error body, then closes
+ * the socket without upgrading.
+ */
+export function rejectUpgrade(socket: Duplex, code: ErrorCode): void {
+  if (!socket.writable || socket.destroyed) {
+    socket.destroy();
+    return;
+  }
+
+  const status = errorCatalogue[code].status;
+  const body = JSON.stringify(errorBody(code));
+  const headers = [
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}`,
+    'Content-Type: application/json; charset=utf-8',
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    'Cache-Control: no-store',
+    'Connection: close',
+    // Many WebSocket clients expose the status and headers of a failed handshake but not its body.
+    `X-Portcullis-Error: ${code}`,
+  ];
+  if (status === 401) {
+    // RFC 6750 section 3: a 401 names the scheme and, for a bad token, the error.
+    headers.push(code === 'token_missing' ? 'WWW-Authenticate: Bearer' : 'WWW-Authenticate: Bearer error="invalid_token"');
+  }
+  if (status === 426) {
+    headers.push(code === 'tls_required' ? 'Upgrade: TLS/1.2, HTTP/1.1' : 'Upgrade: websocket');
+  }
+
+  socket.end(`${headers.join('\r\n')}\r\n\r\n${body}`);
+  // A client that never reads must not keep the socket open.
+  setTimeout(() => socket.destroy(), 1000).unref();
+}

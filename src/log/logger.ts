@@ -1,0 +1,51 @@
+import pino, { type DestinationStream, type Logger } from 'pino';
+
+/**
+ * Paths pino blanks out wherever they appear. Loggers here pass allow-listed fields only, so this is
+ * a backstop for a mistake, not the main defence.
+ */
+const redactedPaths = [
+  'password', '*.password',
+  'token', '*.token',
+  'access_token', '*.access_token',
+  'refresh_token', '*.refresh_token',
+  'id_token', '*.id_token',
+  'client_secret', '*.client_secret',
+  'authorization', '*.authorization',
+  'cookie', '*.cookie',
+  'headers', '*.headers',
+  'req.headers', 'res.headers',
+  'secret', '*.secret',
+  'privateKey', '*.privateKey',
+];
+
+/** Creates the process logger: JSON lines on stdout (or `destination`), with secret paths redacted. */
+export function createLogger(level: string, destination?: DestinationStream): Logger {
+  return pino(
+    {
+      level,
+      base: { service: 'portcullis' },
+      redact: { paths: redactedPaths, censor: '[redacted]' },
+      serializers: { err: serializeError },
+    },
+    destination,
+  );
+}
+
+/** Serialises an error with its name, code and stack, but never request or response objects. */
+export function serializeError(error: unknown): Record<string, unknown> {
+  if (!(error instanceof Error)) {
+    return { message: String(error) };
+  }
+  const { code } = error as Error & { code?: unknown };
+  return { type: error.name, message: error.message, code, stack: error.stack };
+}
+
+/** Strips the query string from a URL path, because queries may carry credentials. */
+export function pathWithoutQuery(url: string | undefined): string {
+  if (!url) {
+    return '';
+  }
+  const index = url.indexOf('?');
+  return index === -1 ? url : url.slice(0, index);
+}

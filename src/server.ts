@@ -1,0 +1,237 @@
+import crypto from 'node:crypto';
+import https from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+import formbody from '@fastify/formbody';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+
+import { LoginThrottle } from './auth/login-throttle.ts';
+import { createAuthServer, gatewayAudience, gatewayClientId } from './auth/provider.ts';
+import { registerInteractionRoutes } from './auth/interactions.ts';
+import type { Options } from './config/options.ts';
+import { closeCodes, errorBody, PortcullisError } from './errors.ts';
+import { buildHandshakeChecks } from './gateway/guard/index.ts';
+import { createTokenVerifier } from './gateway/token-verifier.ts';
+import { createUpgradeHandler } from './gateway/upgrade.ts';
+import { pathWithoutQuery } from './log/logger.ts';
+import { pruneBrowserSessions } from './store/browser-sessions.ts';
+import { epochSeconds, openStore, type Store } from './store/database.ts';
+import { pruneExpiredPayloads } from './store/oidc-adapter.ts';
+import { insertRevokedGrant, pruneRevokedGrants } from './store/revocations.ts';
+import { loadOrCreateSecret } from './store/secrets.ts';
+import { loadSigningKeys } from './store/signing-keys.ts';
+import { loadTlsMaterial } from './tls/dev-ca.ts';
+import fs from 'node:fs';
+import { createBffClient } from './web/bff-client.ts';
+import type { WebContext } from './web/context.ts';
+import { createLocalFetch } from './web/local-fetch.ts';
+import { applySecurityHeaders } from './web/security-headers.ts';
+import { registerSessionRoutes } from './web/session-routes.ts';
+import { registerStaticRoutes } from './web/static-routes.ts';
+
+/** A started Portcullis server. */
+export interface RunningServer {
+  /** Origin the server actually listens on, e.g. `https://127.0.0.1:8443`. */
+  listenUrl: string;
+  port: number;
+  /** Path of the generated development CA certificate; null with operator-supplied TLS files. */
+  caFile: string | null;
+  /** One line per insecure development default in force. */
+  warnings: string[];
+  store: Store;
+  /** Stops accepting, closes live sockets with 1001 and releases the database. */
+  close(): Promise<void>;
+}
+
+const pruneIntervalMs = 10 * 60_000;
+
+/** Starts the HTTPS server that is both the auth server and the WebSocket gateway. */
+export async function startServer(options: Readonly<Options>, logger: Logger): Promise<RunningServer> {
+  const store = await openStore(options.dataDir);
+  const tls = await loadTlsMaterial({ dataDir: options.dataDir, certFile: options.tlsCertFile, keyFile: options.tlsKeyFile });
+
+  const [cookieKey, csrfKey, stateKey, gatewayClientSecret] = await Promise.all([
+    loadOrCreateSecret(store, 'cookie_key'),
+    loadOrCreateSecret(store, 'csrf_key'),
+    loadOrCreateSecret(store, 'state_key'),
+    loadOrCreateSecret(store, 'gateway_client_secret'),
+  ]);
+  const signingKeys = await loadSigningKeys(store);
+
+  const provider = createAuthServer({ options, store, logger, signingKeys, cookieKeys: [cookieKey], gatewayClientSecret });
+  provider.on('grant.revoked', (_ctx: unknown, grantId: string) => {
+    const expiresAt = epochSeconds() + options.accessTokenTtlSeconds + options.clockLeewaySeconds;
+    insertRevokedGrant(store, grantId, expiresAt).catch((error) => logger.error({ event: 'grant.deny_list_failed', grant_id: grantId, err: error }, 'could not record revoked grant'));
+  });
+
+  const audience = gatewayAudience(options);
+  const verifierOptions = { issuer: options.publicUrl, audience, keys: signingKeys, clockLeewaySeconds: options.clockLeewaySeconds };
+  const verifyToken = createTokenVerifier(verifierOptions);
+  const verifyExpiredSessionToken = createTokenVerifier({ ...verifierOptions, clockLeewaySeconds: options.refreshTokenTtlSeconds });
+
+  let server!: https.Server;
+  const providerCallback = provider.callback();
+  const app = Fastify({
+    bodyLimit: 64 * 1024,
+    trustProxy: options.trustedProxies.length > 0 ? [...options.trustedProxies] : false,
+    serverFactory: (fastifyHandler) => {
+      server = https.createServer({
+        cert: tls.cert,
+        key: tls.key,
+        minVersion: 'TLSv1.2',
+        maxHeaderSize: options.maxHeaderBytes,
+        requestTimeout: options.handshakeTimeoutMs,
+        headersTimeout: options.handshakeTimeoutMs,
+        handshakeTimeout: options.handshakeTimeoutMs,
+      }, (request, response) => {
+        handleRequest(request, response, () => {
+          const path = pathWithoutQuery(request.url);
+          if (path.startsWith('/oauth/') || path.startsWith('/.well-known/')) {
+            providerCallback(request, response);
+            return;
+          }
+          fastifyHandler(request, response);
+        });
+      });
+      return server;
+    },
+  });
+
+  function handleRequest(request: IncomingMessage, response: ServerResponse, route: () => void): void {
+    const requestId = crypto.randomUUID();
+    const started = process.hrtime.bigint();
+    response.setHeader('X-Request-Id', requestId);
+    applySecurityHeaders(response, options.publicUrl);
+    response.on('finish', () => {
+      logger.info({
+        event: 'http.request',
+        request_id: requestId,
+        method: request.method,
+        path: pathWithoutQuery(request.url),
+        status: response.statusCode,
+        duration_ms: Number(process.hrtime.bigint() - started) / 1e6,
+        ip: request.socket.remoteAddress,
+      }, 'request completed');
+    });
+    route();
+  }
+
+  const context: WebContext = {
+    options,
+    store,
+    logger,
+    provider,
+    verifyToken,
+    verifyExpiredSessionToken,
+    bffClient: createBffClient({
+      issuer: options.publicUrl,
+      clientId: gatewayClientId,
+      clientSecret: gatewayClientSecret,
+      fetch: createLocalFetch({ host: options.host, port: () => (server.address() as AddressInfo).port, ca: tls.caFile ? fs.readFileSync(tls.caFile, 'utf8') : null }),
+    }),
+    throttle: new LoginThrottle(),
+    csrfKey,
+    stateKey,
+    gatewayAudience: audience,
+  };
+  await configureRoutes(app, context);
+
+  const upgrade = createUpgradeHandler({
+    checks: buildHandshakeChecks({ store, verifyToken, gatewayClientId, csrfKey, allowedOrigins: options.allowedOrigins, trustedProxies: options.trustedProxies }),
+    logger,
+    maxPayloadBytes: options.maxPayloadBytes,
+  });
+  await app.ready();
+  attachServerListeners(server, upgrade.listener, logger);
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+
+  const pruneTimer = setInterval(() => {
+    Promise.all([pruneExpiredPayloads(store), pruneRevokedGrants(store), pruneBrowserSessions(store)])
+      .catch((error) => logger.error({ event: 'store.prune_failed', err: error }, 'pruning expired rows failed'));
+  }, pruneIntervalMs);
+  pruneTimer.unref();
+
+  const host = options.host.includes(':') ? `[${options.host}]` : options.host;
+  logger.info({ event: 'server.started', listen: `https://${host}:${port}`, public_url: options.publicUrl }, 'server started');
+
+  return {
+    listenUrl: `https://${host}:${port}`,
+    port,
+    caFile: tls.caFile,
+    warnings: developmentWarnings(options, tls.caFile),
+    store,
+    async close() {
+      clearInterval(pruneTimer);
+      for (const client of upgrade.websocketServer.clients) {
+        client.close(closeCodes.goingAway, 'server shutting down');
+      }
+      server.closeAllConnections();
+      await app.close();
+      await store.destroy();
+      logger.info({ event: 'server.stopped' }, 'server stopped');
+    },
+  };
+}
+
+async function configureRoutes(app: FastifyInstance, context: WebContext): Promise<void> {
+  await app.register(formbody, { bodyLimit: 16 * 1024 });
+
+  app.setErrorHandler((error, _request, reply) => {
+    if (error instanceof PortcullisError) {
+      return reply.code(error.status).send(errorBody(error.code));
+    }
+    const status = (error as { statusCode?: number }).statusCode ?? 500;
+    if (status >= 400 && status < 500) {
+      return reply.code(status).send(errorBody(status === 404 ? 'not_found' : status === 405 ? 'method_not_allowed' : 'invalid_request'));
+    }
+    context.logger.error({ event: 'http.server_error', err: error }, 'request failed with an internal error');
+    return reply.code(500).send(errorBody('server_error'));
+  });
+  app.setNotFoundHandler((_request, reply) => reply.code(404).send(errorBody('not_found')));
+
+  registerStaticRoutes(app);
+  registerSessionRoutes(app, context);
+  registerInteractionRoutes(app, context);
+}
+
+function attachServerListeners(server: https.Server, upgradeListener: (request: IncomingMessage, socket: import('node:stream').Duplex, head: Buffer) => void, logger: Logger): void {
+  server.on('upgrade', upgradeListener);
+
+  // Malformed or oversized requests get a JSON error instead of Node's bare default answer.
+  server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
+    logger.debug({ event: 'http.client_error', code: error.code }, 'malformed request');
+    if (!socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const code = error.code === 'HPE_HEADER_OVERFLOW' ? 'headers_too_large' : 'invalid_request';
+    const status = code === 'headers_too_large' ? 431 : 400;
+    const body = JSON.stringify(errorBody(code));
+    socket.end(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  });
+
+  server.on('tlsClientError', (error: NodeJS.ErrnoException) => {
+    logger.debug({ event: 'tls.client_error', code: error.code }, 'TLS handshake failed');
+  });
+}
+
+function developmentWarnings(options: Readonly<Options>, caFile: string | null): string[] {
+  const warnings: string[] = [];
+  if (caFile) {
+    warnings.push(`Using a generated development CA (${caFile}); pass --tls-cert and --tls-key in production.`);
+  }
+  if (new URL(options.publicUrl).hostname === 'localhost') {
+    warnings.push('The public URL is https://localhost; set --public-url to the address clients use in production.');
+  }
+  return warnings;
+}

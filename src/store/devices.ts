@@ -1,0 +1,86 @@
+import crypto from 'node:crypto';
+
+import type { AdapterPayload } from 'oidc-provider';
+
+import { epochSeconds, type Store } from './database.ts';
+import type { DeviceTable } from './schema.ts';
+
+/** Grant types a device may use: its own credentials, the device flow, and refresh. */
+export const deviceGrantTypes = [
+  'client_credentials',
+  'urn:ietf:params:oauth:grant-type:device_code',
+  'refresh_token',
+];
+
+/** Client ids of devices: a letter or digit first, then letters, digits, `.`, `_`, `-`; 1 to 128 characters. */
+export const clientIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** Hashes a client secret for storage; secrets are 256-bit random, so one SHA-256 is enough. */
+export function hashClientSecret(secret: string): string {
+  return `sha256:${crypto.createHash('sha256').update(secret, 'utf8').digest('hex')}`;
+}
+
+/** Compares a presented client secret with a stored hash in constant time. */
+export function clientSecretMatches(storedHash: string, presented: string): boolean {
+  const expected = Buffer.from(storedHash, 'utf8');
+  const actual = Buffer.from(hashClientSecret(presented), 'utf8');
+  return expected.length === actual.length && crypto.timingSafeEqual(expected, actual);
+}
+
+/** Registers a device; returns nothing secret, the caller generated and holds the secret. */
+export async function insertDevice(store: Store, device: Omit<DeviceTable, 'created_at'>): Promise<void> {
+  await store.insertInto('devices').values({ ...device, created_at: epochSeconds() }).execute();
+}
+
+/** Looks up one device row by client id. */
+export async function findDevice(store: Store, clientId: string): Promise<DeviceTable | undefined> {
+  return store.selectFrom('devices').selectAll().where('client_id', '=', clientId).executeTakeFirst();
+}
+
+/** Lists all devices, oldest first. */
+export async function listDevices(store: Store): Promise<DeviceTable[]> {
+  return store.selectFrom('devices').selectAll().orderBy('created_at').orderBy('client_id').execute();
+}
+
+/** Removes a device and every OAuth artefact issued to it; returns false when it did not exist. */
+export async function deleteDevice(store: Store, clientId: string): Promise<boolean> {
+  return store.transaction().execute(async (trx) => {
+    const result = await trx.deleteFrom('devices').where('client_id', '=', clientId).executeTakeFirst();
+    if (Number(result.numDeletedRows) === 0) {
+      return false;
+    }
+
+    // Artefacts carry the client id inside their JSON payload only.
+    const rows = await trx.selectFrom('oidc_payloads').select(['model', 'id', 'payload', 'grant_id']).execute();
+    for (const row of rows) {
+      const payload = JSON.parse(row.payload) as { clientId?: string };
+      if (payload.clientId !== clientId) {
+        continue;
+      }
+      await trx.deleteFrom('oidc_payloads').where('model', '=', row.model).where('id', '=', row.id).execute();
+    }
+    return true;
+  });
+}
+
+/** Returns oidc-provider client metadata for a registered device, or undefined. */
+export async function findDeviceClient(store: Store, clientId: string): Promise<AdapterPayload | undefined> {
+  const device = await findDevice(store, clientId);
+  if (!device) {
+    return undefined;
+  }
+
+  const metadata: AdapterPayload = {
+    client_id: device.client_id,
+    grant_types: deviceGrantTypes,
+    response_types: [],
+    redirect_uris: [],
+    token_endpoint_auth_method: device.auth_method,
+  };
+  if (device.auth_method === 'client_secret_basic') {
+    metadata.client_secret = device.secret_hash ?? undefined;
+  } else {
+    metadata.jwks = JSON.parse(device.jwks ?? '{"keys":[]}');
+  }
+  return metadata;
+}

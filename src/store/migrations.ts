@@ -1,0 +1,67 @@
+import { type Kysely, type Migration } from 'kysely';
+
+/** Schema migrations in the order they apply; never edit one that has shipped, add a new one. */
+export const migrations: Record<string, Migration> = {
+  '2026-12-04-001-initial': {
+    async up(db: Kysely<any>) {
+      await db.schema.createTable('oidc_payloads')
+        .addColumn('model', 'text', (column) => column.notNull())
+        .addColumn('id', 'text', (column) => column.notNull())
+        .addColumn('payload', 'text', (column) => column.notNull())
+        .addColumn('grant_id', 'text')
+        .addColumn('user_code', 'text')
+        .addColumn('uid', 'text')
+        .addColumn('expires_at', 'integer')
+        .addColumn('consumed_at', 'integer')
+        .addPrimaryKeyConstraint('oidc_payloads_pk', ['model', 'id'])
+        .execute();
+      await db.schema.createIndex('oidc_payloads_grant_id').on('oidc_payloads').column('grant_id').execute();
+      await db.schema.createIndex('oidc_payloads_user_code').on('oidc_payloads').columns(['model', 'user_code']).execute();
+      await db.schema.createIndex('oidc_payloads_uid').on('oidc_payloads').columns(['model', 'uid']).execute();
+      await db.schema.createIndex('oidc_payloads_expires_at').on('oidc_payloads').column('expires_at').execute();
+
+      await db.schema.createTable('users')
+        .addColumn('username', 'text', (column) => column.primaryKey())
+        .addColumn('password_hash', 'text', (column) => column.notNull())
+        .addColumn('disabled', 'integer', (column) => column.notNull().defaultTo(0))
+        .addColumn('created_at', 'integer', (column) => column.notNull())
+        .execute();
+
+      await db.schema.createTable('devices')
+        .addColumn('client_id', 'text', (column) => column.primaryKey())
+        .addColumn('auth_method', 'text', (column) => column.notNull())
+        .addColumn('secret_hash', 'text')
+        .addColumn('jwks', 'text')
+        .addColumn('owner', 'text')
+        .addColumn('created_at', 'integer', (column) => column.notNull())
+        .execute();
+
+      await db.schema.createTable('signing_keys')
+        .addColumn('kid', 'text', (column) => column.primaryKey())
+        .addColumn('private_jwk', 'text', (column) => column.notNull())
+        .addColumn('status', 'text', (column) => column.notNull())
+        .addColumn('created_at', 'integer', (column) => column.notNull())
+        .execute();
+
+      await db.schema.createTable('secrets')
+        .addColumn('name', 'text', (column) => column.primaryKey())
+        .addColumn('value', 'text', (column) => column.notNull())
+        .addColumn('created_at', 'integer', (column) => column.notNull())
+        .execute();
+
+      await db.schema.createTable('revoked_grants')
+        .addColumn('grant_id', 'text', (column) => column.primaryKey())
+        .addColumn('revoked_at', 'integer', (column) => column.notNull())
+        .addColumn('expires_at', 'integer', (column) => column.notNull())
+        .execute();
+
+      await db.schema.createTable('browser_sessions')
+        .addColumn('grant_id', 'text', (column) => column.primaryKey())
+        .addColumn('username', 'text', (column) => column.notNull())
+        .addColumn('refresh_token', 'text', (column) => column.notNull())
+        .addColumn('created_at', 'integer', (column) => column.notNull())
+        .addColumn('expires_at', 'integer', (column) => column.notNull())
+        .execute();
+    },
+  },
+};

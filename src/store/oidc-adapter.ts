@@ -1,0 +1,99 @@
+import type { Adapter, AdapterPayload } from 'oidc-provider';
+
+import { epochSeconds, type Store } from './database.ts';
+import { findDeviceClient } from './devices.ts';
+
+/**
+ * Builds the oidc-provider storage adapter class over the Portcullis database. Every OAuth artefact
+ * lives in one table keyed by model and id; the `Client` model reads the devices table instead.
+ */
+export function createOidcAdapter(store: Store): new (model: string) => Adapter {
+  return class SqliteOidcAdapter implements Adapter {
+    readonly model: string;
+
+    constructor(model: string) {
+      this.model = model;
+    }
+
+    async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
+      const row = {
+        model: this.model,
+        id,
+        payload: JSON.stringify(payload),
+        grant_id: payload.grantId ?? null,
+        user_code: payload.userCode ?? null,
+        uid: payload.uid ?? null,
+        expires_at: expiresIn ? epochSeconds() + expiresIn : null,
+        consumed_at: null,
+      };
+      await store.insertInto('oidc_payloads').values(row)
+        .onConflict((conflict) => conflict.columns(['model', 'id']).doUpdateSet({
+          payload: row.payload,
+          grant_id: row.grant_id,
+          user_code: row.user_code,
+          uid: row.uid,
+          expires_at: row.expires_at,
+          consumed_at: null,
+        }))
+        .execute();
+    }
+
+    async find(id: string): Promise<AdapterPayload | undefined> {
+      if (this.model === 'Client') {
+        return findDeviceClient(store, id);
+      }
+      return this.findWhere('id', id);
+    }
+
+    async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
+      return this.findWhere('user_code', userCode);
+    }
+
+    async findByUid(uid: string): Promise<AdapterPayload | undefined> {
+      return this.findWhere('uid', uid);
+    }
+
+    async consume(id: string): Promise<void> {
+      await store.updateTable('oidc_payloads')
+        .set({ consumed_at: epochSeconds() })
+        .where('model', '=', this.model)
+        .where('id', '=', id)
+        .execute();
+    }
+
+    async destroy(id: string): Promise<void> {
+      await store.deleteFrom('oidc_payloads').where('model', '=', this.model).where('id', '=', id).execute();
+    }
+
+    async revokeByGrantId(grantId: string): Promise<void> {
+      await store.deleteFrom('oidc_payloads').where('grant_id', '=', grantId).execute();
+    }
+
+    private async findWhere(column: 'id' | 'user_code' | 'uid', value: string): Promise<AdapterPayload | undefined> {
+      const row = await store.selectFrom('oidc_payloads')
+        .select(['payload', 'expires_at', 'consumed_at'])
+        .where('model', '=', this.model)
+        .where(column, '=', value)
+        .executeTakeFirst();
+      if (!row) {
+        return undefined;
+      }
+
+      if (row.expires_at !== null && row.expires_at <= epochSeconds()) {
+        return undefined;
+      }
+
+      const payload = JSON.parse(row.payload) as AdapterPayload;
+      return row.consumed_at === null ? payload : { ...payload, consumed: row.consumed_at };
+    }
+  };
+}
+
+/** Deletes expired OAuth artefacts; returns how many rows were removed. */
+export async function pruneExpiredPayloads(store: Store): Promise<number> {
+  const result = await store.deleteFrom('oidc_payloads')
+    .where('expires_at', 'is not', null)
+    .where('expires_at', '<=', epochSeconds())
+    .executeTakeFirst();
+  return Number(result.numDeletedRows);
+}

@@ -1,0 +1,74 @@
+/** A stored oidc-provider artefact (session, grant, code, refresh token, device code, ...). */
+export interface OidcPayloadTable {
+  model: string;
+  id: string;
+  payload: string;
+  grant_id: string | null;
+  user_code: string | null;
+  uid: string | null;
+  /** Epoch seconds after which the row is ignored and may be pruned; null never expires. */
+  expires_at: number | null;
+  consumed_at: number | null;
+}
+
+/** A person who logs in through the browser. */
+export interface UserTable {
+  username: string;
+  password_hash: string;
+  disabled: number;
+  created_at: number;
+}
+
+/** A device: an OAuth client that authenticates with a secret or a registered public key. */
+export interface DeviceTable {
+  client_id: string;
+  auth_method: 'client_secret_basic' | 'private_key_jwt';
+  /** `sha256:<hex>` of the client secret; null for `private_key_jwt` devices. */
+  secret_hash: string | null;
+  /** JSON JWK Set with the device's public key; null for secret devices. */
+  jwks: string | null;
+  owner: string | null;
+  created_at: number;
+}
+
+/** An ES256 signing key of the auth server, as a private JWK. */
+export interface SigningKeyTable {
+  kid: string;
+  private_jwk: string;
+  status: 'active' | 'retired';
+  created_at: number;
+}
+
+/** A generated server-side secret (cookie keys, CSRF key, the gateway's client secret). */
+export interface SecretTable {
+  name: string;
+  value: string;
+  created_at: number;
+}
+
+/** A revoked grant; handshakes with tokens of it fail until `expires_at` (epoch seconds). */
+export interface RevokedGrantTable {
+  grant_id: string;
+  revoked_at: number;
+  expires_at: number;
+}
+
+/** A logged-in browser: the grant behind its cookie and the refresh token the gateway keeps for it. */
+export interface BrowserSessionTable {
+  grant_id: string;
+  username: string;
+  refresh_token: string;
+  created_at: number;
+  expires_at: number;
+}
+
+/** Every table of the Portcullis database, for kysely. */
+export interface Database {
+  oidc_payloads: OidcPayloadTable;
+  users: UserTable;
+  devices: DeviceTable;
+  signing_keys: SigningKeyTable;
+  secrets: SecretTable;
+  revoked_grants: RevokedGrantTable;
+  browser_sessions: BrowserSessionTable;
+}

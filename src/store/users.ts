@@ -1,0 +1,34 @@
+import { epochSeconds, type Store } from './database.ts';
+import type { UserTable } from './schema.ts';
+
+/** Usernames: 1 to 64 characters of letters, digits, `.`, `_`, `-` and `@`, compared as stored. */
+export const usernamePattern = /^[A-Za-z0-9._@-]{1,64}$/;
+
+/** Adds a user with an already hashed password; throws on a duplicate username. */
+export async function insertUser(store: Store, username: string, passwordHash: string): Promise<void> {
+  await store.insertInto('users')
+    .values({ username, password_hash: passwordHash, disabled: 0, created_at: epochSeconds() })
+    .execute();
+}
+
+/** Looks up one user. */
+export async function findUser(store: Store, username: string): Promise<UserTable | undefined> {
+  return store.selectFrom('users').selectAll().where('username', '=', username).executeTakeFirst();
+}
+
+/** Lists users, oldest first. */
+export async function listUsers(store: Store): Promise<UserTable[]> {
+  return store.selectFrom('users').selectAll().orderBy('created_at').orderBy('username').execute();
+}
+
+/** Sets or clears the disabled flag; returns false when the user does not exist. */
+export async function setUserDisabled(store: Store, username: string, disabled: boolean): Promise<boolean> {
+  const result = await store.updateTable('users').set({ disabled: disabled ? 1 : 0 }).where('username', '=', username).executeTakeFirst();
+  return Number(result.numUpdatedRows) > 0;
+}
+
+/** Replaces a user's password hash; returns false when the user does not exist. */
+export async function setUserPassword(store: Store, username: string, passwordHash: string): Promise<boolean> {
+  const result = await store.updateTable('users').set({ password_hash: passwordHash }).where('username', '=', username).executeTakeFirst();
+  return Number(result.numUpdatedRows) > 0;
+}

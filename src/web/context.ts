@@ -1,0 +1,26 @@
+import type Provider from 'oidc-provider';
+import type { Configuration } from 'openid-client';
+import type { Logger } from 'pino';
+
+import type { LoginThrottle } from '../auth/login-throttle.ts';
+import type { Options } from '../config/options.ts';
+import type { Store } from '../store/database.ts';
+import type { VerifiedToken } from '../gateway/token-verifier.ts';
+
+/** Everything the HTTPS routes share. */
+export interface WebContext {
+  options: Readonly<Options>;
+  store: Store;
+  logger: Logger;
+  provider: Provider;
+  /** Verifies an access token exactly as the handshake does. */
+  verifyToken: (token: string) => Promise<VerifiedToken>;
+  /** Verifies a session token's signature and claims but accepts it up to the refresh lifetime past `exp`, for logout. */
+  verifyExpiredSessionToken: (token: string) => Promise<VerifiedToken>;
+  bffClient: () => Promise<Configuration>;
+  throttle: LoginThrottle;
+  csrfKey: string;
+  /** HMAC key for short-lived signed cookies. */
+  stateKey: string;
+  gatewayAudience: string;
+}

@@ -1,0 +1,23 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import type { FastifyInstance } from 'fastify';
+
+const publicDirectory = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../public');
+
+const staticFiles: Record<string, { file: string; type: string }> = {
+  '/': { file: 'index.html', type: 'text/html; charset=utf-8' },
+  '/static/demo.js': { file: 'demo.js', type: 'text/javascript; charset=utf-8' },
+  '/static/portcullis.css': { file: 'portcullis.css', type: 'text/css; charset=utf-8' },
+};
+
+/** Registers the demo page and its assets, read once at start. */
+export function registerStaticRoutes(app: FastifyInstance): void {
+  for (const [route, { file, type }] of Object.entries(staticFiles)) {
+    const content = fs.readFileSync(path.join(publicDirectory, file));
+    app.get(route, async (_request, reply) => reply.type(type).header('cache-control', 'no-cache').send(content));
+  }
+
+  app.get('/healthz', async (_request, reply) => reply.header('cache-control', 'no-store').send({ status: 'ok' }));
+}

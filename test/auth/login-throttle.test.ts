@@ -1,0 +1,170 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+
+import { LoginThrottle, type LoginThrottleOptions } from '../../src/auth/login-throttle.ts';
+
+const minute = 60_000;
+
+function setup(options: LoginThrottleOptions = {}) {
+  const clock = { now: 1_700_000_000_000 };
+  const throttle = new LoginThrottle({ now: () => clock.now, ...options });
+
+  return { clock, throttle };
+}
+
+function failTimes(throttle: LoginThrottle, count: number, attempt: { username: string; ip: string }) {
+  for (let i = 0; i < count; i += 1) {
+    throttle.recordFailure(attempt);
+  }
+}
+
+describe('LoginThrottle', () => {
+  test('allows a fresh account and IP', () => {
+    const { throttle } = setup();
+
+    assert.deepEqual(throttle.check({ username: 'alice', ip: '192.0.2.1' }), { allowed: true });
+  });
+
+  test('blocks sixth attempt per account', () => {
+    const { throttle } = setup();
+    const attempt = { username: 'alice', ip: '192.0.2.1' };
+
+    failTimes(throttle, 4, attempt);
+    assert.deepEqual(throttle.check(attempt), { allowed: true });
+
+    throttle.recordFailure(attempt);
+
+    assert.deepEqual(throttle.check(attempt), { allowed: false, retryAfterSeconds: 900 });
+  });
+
+  test('account lock spans all IPs', () => {
+    const { throttle } = setup();
+
+    failTimes(throttle, 5, { username: 'alice', ip: '192.0.2.1' });
+
+    assert.equal(throttle.check({ username: 'alice', ip: '198.51.100.7' }).allowed, false);
+    assert.equal(throttle.check({ username: 'bob', ip: '192.0.2.1' }).allowed, true);
+  });
+
+  test('usernames are case-folded', () => {
+    const { throttle } = setup();
+
+    failTimes(throttle, 5, { username: 'Alice', ip: '192.0.2.1' });
+
+    assert.equal(throttle.check({ username: 'ALICE', ip: '198.51.100.7' }).allowed, false);
+  });
+
+  test('blocks IP after 20 failures', () => {
+    const { throttle } = setup();
+    const ip = '192.0.2.1';
+
+    for (let i = 0; i < 19; i += 1) {
+      throttle.recordFailure({ username: `user${i}`, ip });
+    }
+    assert.equal(throttle.check({ username: 'fresh', ip }).allowed, true);
+
+    throttle.recordFailure({ username: 'user19', ip });
+
+    assert.deepEqual(throttle.check({ username: 'fresh', ip }), { allowed: false, retryAfterSeconds: 900 });
+    assert.equal(throttle.check({ username: 'fresh', ip: '198.51.100.7' }).allowed, true);
+  });
+
+  test('frees account after lockout', () => {
+    const { clock, throttle } = setup();
+    const attempt = { username: 'alice', ip: '192.0.2.1' };
+    failTimes(throttle, 5, attempt);
+
+    clock.now += 15 * minute - 1_500;
+    assert.deepEqual(throttle.check(attempt), { allowed: false, retryAfterSeconds: 2 });
+
+    clock.now += 1_500;
+    assert.deepEqual(throttle.check(attempt), { allowed: true });
+  });
+
+  test('count restarts after lockout', () => {
+    const { clock, throttle } = setup();
+    const attempt = { username: 'alice', ip: '192.0.2.1' };
+    failTimes(throttle, 5, attempt);
+    clock.now += 15 * minute;
+
+    failTimes(throttle, 4, attempt);
+
+    assert.equal(throttle.check(attempt).allowed, true);
+  });
+
+  test('failures while locked are ignored', () => {
+    const { clock, throttle } = setup();
+    const attempt = { username: 'alice', ip: '192.0.2.1' };
+    failTimes(throttle, 5, attempt);
+
+    clock.now += 10 * minute;
+    throttle.recordFailure(attempt);
+
+    assert.deepEqual(throttle.check(attempt), { allowed: false, retryAfterSeconds: 300 });
+  });
+
+  test('forgets failures outside window', () => {
+    const { clock, throttle } = setup();
+    const attempt = { username: 'alice', ip: '192.0.2.1' };
+    failTimes(throttle, 4, attempt);
+
+    clock.now += 15 * minute;
+    throttle.recordFailure(attempt);
+
+    assert.equal(throttle.check(attempt).allowed, true);
+  });
+
+  test('success clears account, not IP', () => {
+    const { throttle } = setup({ maxFailuresPerIp: 6 });
+    const attempt = { username: 'alice', ip: '192.0.2.1' };
+    failTimes(throttle, 4, attempt);
+
+    throttle.recordSuccess(attempt);
+    failTimes(throttle, 1, attempt);
+    assert.equal(throttle.check({ username: 'alice', ip: '198.51.100.7' }).allowed, true);
+
+    throttle.recordFailure({ username: 'bob', ip: attempt.ip });
+    assert.equal(throttle.check({ username: 'carol', ip: attempt.ip }).allowed, false);
+  });
+
+  test('evicts expired entries', () => {
+    const { clock, throttle } = setup();
+
+    for (let i = 0; i < 50; i += 1) {
+      throttle.recordFailure({ username: `user${i}`, ip: `192.0.2.${i}` });
+    }
+    assert.equal(throttle.size, 100);
+
+    clock.now += 15 * minute;
+    throttle.recordFailure({ username: 'late', ip: '198.51.100.7' });
+
+    assert.equal(throttle.size, 2);
+  });
+
+  test('caps entries, dropping stalest', () => {
+    const { clock, throttle } = setup({ maxEntries: 10 });
+
+    for (let i = 0; i < 1_000; i += 1) {
+      clock.now += 1;
+      throttle.recordFailure({ username: `user${i}`, ip: `192.0.2.${i % 256}` });
+      assert.ok(throttle.size <= 10, `size ${throttle.size} after ${i + 1} failures`);
+    }
+
+    failTimes(throttle, 5, { username: 'alice', ip: '198.51.100.7' });
+    assert.equal(throttle.check({ username: 'alice', ip: '203.0.113.9' }).allowed, false);
+  });
+
+  const badOptions: Array<[keyof LoginThrottleOptions, number]> = [
+    ['maxFailuresPerAccount', 0],
+    ['maxFailuresPerIp', -1],
+    ['windowMs', 1.5],
+    ['lockoutMs', Number.NaN],
+    ['maxEntries', Number.POSITIVE_INFINITY],
+  ];
+
+  for (const [name, value] of badOptions) {
+    test(`rejects invalid ${name}`, () => {
+      assert.throws(() => new LoginThrottle({ [name]: value }), { name: 'RangeError', message: new RegExp(name) });
+    });
+  }
+});
