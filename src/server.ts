@@ -175,8 +175,10 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
       for (const client of upgrade.websocketServer.clients) {
         client.close(closeCodes.goingAway, 'server shutting down');
       }
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
       await app.close();
+      await closed;
       await store.destroy();
       logger.info({ event: 'server.stopped' }, 'server stopped');
     },

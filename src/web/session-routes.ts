@@ -55,9 +55,8 @@ export function registerSessionRoutes(app: FastifyInstance, context: WebContext)
 
   app.get('/login/callback', async (request, reply) => {
     const loginState = verifySignedValue<LoginState>(context.stateKey, readCookie(request.headers.cookie, loginStateCookieName));
-    reply.header('set-cookie', expiredCookie(loginStateCookieName));
     if (!loginState || loginState.exp < epochSeconds()) {
-      return sendError(reply, 'login_state_invalid');
+      return sendError(reply.header('set-cookie', expiredCookie(loginStateCookieName)), 'login_state_invalid');
     }
 
     let tokens: oauth.TokenEndpointResponse;
@@ -69,7 +68,7 @@ export function registerSessionRoutes(app: FastifyInstance, context: WebContext)
       });
     } catch (error) {
       context.logger.warn({ event: 'login.callback_failed', err: summarizeOauthError(error) }, 'login callback failed');
-      return sendError(reply, 'login_state_invalid');
+      return sendError(reply.header('set-cookie', expiredCookie(loginStateCookieName)), 'login_state_invalid');
     }
 
     const verified = await context.verifyToken(tokens.access_token);

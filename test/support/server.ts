@@ -1,0 +1,145 @@
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+
+import { Agent, fetch as undiciFetch } from 'undici';
+
+import { validateOptions, type Options } from '../../src/config/options.ts';
+import { createLogger } from '../../src/log/logger.ts';
+import { startServer, type RunningServer } from '../../src/server.ts';
+
+/** Repository root, for spawning the real CLI. */
+export const repositoryRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const cliPath = path.join(repositoryRoot, 'bin/portcullis.js');
+
+/** A Portcullis server started in this process on a free loopback port, with captured logs. */
+export interface TestServer {
+  /** Public origin, `https://localhost:<port>`. */
+  url: string;
+  port: number;
+  dataDir: string;
+  /** PEM of the development CA that signed the server certificate. */
+  caPem: string;
+  /** Every JSON log line written so far. */
+  logs: string[];
+  running: RunningServer;
+  options: Readonly<Options>;
+  /** `fetch` that trusts the development CA and does not follow redirects unless told. */
+  fetch: typeof fetch;
+  close(): Promise<void>;
+}
+
+/** Returns a TCP port that was free on 127.0.0.1 a moment ago. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as net.AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/** Creates an empty temporary data directory. */
+export function temporaryDataDir(): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), 'portcullis-test-'));
+}
+
+/**
+ * Starts a server on `https://localhost:<free port>` with a fresh data directory unless one is
+ * given. Options not listed keep their defaults.
+ */
+export async function startTestServer(overrides: Partial<Options> & { logs?: string[] } = {}): Promise<TestServer> {
+  const { logs = [], ...optionOverrides } = overrides;
+  const port = optionOverrides.port ?? await freePort();
+  const options = validateOptions({
+    host: '127.0.0.1',
+    port,
+    publicUrl: `https://localhost:${port}`,
+    dataDir: temporaryDataDir(),
+    logLevel: 'debug',
+    ...optionOverrides,
+  });
+
+  const sink = new Writable({
+    write(chunk, _encoding, callback) {
+      logs.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+      callback();
+    },
+  });
+  const running = await startServer(options, createLogger(options.logLevel, sink));
+  const caPem = fs.readFileSync(path.join(options.dataDir, 'ca.pem'), 'utf8');
+  const dispatcher = new Agent({ connect: { ca: caPem } });
+
+  return {
+    url: options.publicUrl,
+    port,
+    dataDir: options.dataDir,
+    caPem,
+    logs,
+    running,
+    options,
+    fetch: ((input: any, init?: any) => undiciFetch(input, { redirect: 'manual', ...init, dispatcher })) as unknown as typeof fetch,
+    close: () => running.close(),
+  };
+}
+
+/** Output of one CLI run. */
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the real `portcullis` CLI with `--data-dir`, optionally writing `input` to its standard input. */
+export function runCli(dataDir: string, args: string[], input?: string): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cliPath, ...args, '--data-dir', dataDir], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => { stdout += chunk; });
+    child.stderr.on('data', (chunk) => { stderr += chunk; });
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    child.stdin.end(input ?? '');
+  });
+}
+
+/** Registers a device with a client secret through the CLI and returns its credentials. */
+export async function addDevice(server: TestServer, clientId: string): Promise<{ client_id: string; client_secret: string }> {
+  const result = await runCli(server.dataDir, ['devices', 'add', clientId]);
+  if (result.code !== 0) {
+    throw new Error(`devices add failed: ${result.stderr}`);
+  }
+  return JSON.parse(result.stdout);
+}
+
+/** Adds a user through the CLI with the password on standard input. */
+export async function addUser(server: TestServer, username: string, password: string): Promise<void> {
+  const result = await runCli(server.dataDir, ['users', 'add', username, '--password-stdin'], `${password}\n`);
+  if (result.code !== 0) {
+    throw new Error(`users add failed: ${result.stderr}`);
+  }
+}
+
+/** Gets a client-credentials access token for a device over HTTPS with `client_secret_basic`. */
+export async function deviceToken(server: TestServer, device: { client_id: string; client_secret: string }): Promise<string> {
+  const response = await server.fetch(`${server.url}/oauth/token`, {
+    method: 'POST',
+    headers: {
+      authorization: `Basic ${Buffer.from(`${encodeURIComponent(device.client_id)}:${encodeURIComponent(device.client_secret)}`).toString('base64')}`,
+      'content-type': 'application/x-www-form-urlencoded',
+    },
+    body: 'grant_type=client_credentials',
+  });
+  const body = await response.json() as { access_token?: string };
+  if (!body.access_token) {
+    throw new Error(`token request failed with status ${response.status}`);
+  }
+  return body.access_token;
+}
