@@ -65,4 +65,4 @@ if (run(process.execPath, [path.join(root, 'node_modules/typescript/bin/tsc'), '
 
 const selected = process.argv.slice(2);
 const files = selected.length > 0 ? selected : findTestFiles(path.join(root, 'test'));
-process.exit(run(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...files]));
+process.exit(run(process.execPath, ['--import', 'tsx', '--test', ...files]));
