@@ -193,8 +193,14 @@ async function configureRoutes(app: FastifyInstance, context: WebContext): Promi
       return reply.code(error.status).send(errorBody(error.code));
     }
     const status = (error as { statusCode?: number }).statusCode ?? 500;
+    if (status === 404) {
+      return reply.code(404).send(errorBody('not_found'));
+    }
+    if (status === 405) {
+      return reply.code(405).send(errorBody('method_not_allowed'));
+    }
     if (status >= 400 && status < 500) {
-      return reply.code(status).send(errorBody(status === 404 ? 'not_found' : status === 405 ? 'method_not_allowed' : 'invalid_request'));
+      return reply.code(status).send(errorBody('invalid_request'));
     }
     context.logger.error({ event: 'http.server_error', err: error }, 'request failed with an internal error');
     return reply.code(500).send(errorBody('server_error'));
@@ -209,7 +215,7 @@ async function configureRoutes(app: FastifyInstance, context: WebContext): Promi
 function attachServerListeners(server: https.Server, upgradeListener: (request: IncomingMessage, socket: import('node:stream').Duplex, head: Buffer) => void, logger: Logger): void {
   server.on('upgrade', upgradeListener);
 
-  // Malformed or oversized requests get a JSON error instead of Node's bare default answer.
+  // Malformed or oversized requests get a JSON error instead of Node's bare default response.
   server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
     logger.debug({ event: 'http.client_error', code: error.code }, 'malformed request');
     if (!socket.writable) {

@@ -38,9 +38,9 @@ function renderLoginForm(uid: string, csrfToken: string, message: string | null)
 }
 
 /**
- * Creates the grant a finished login consents to: the scopes and resources the request asked for.
- * The gateway and devices are first-party clients, so there is no separate consent screen; the
- * device flow's confirmation page is where a user approves a device.
+ * Creates the grant a finished login consents to, with the scopes and resources of the request.
+ * The gateway and devices are first-party clients, so there is no separate consent screen. In the
+ * device flow, the confirmation page is where a user approves a device.
  */
 async function grantFor(provider: Provider, details: Awaited<ReturnType<Provider['interactionDetails']>>, accountId: string): Promise<string> {
   const grant = details.grantId

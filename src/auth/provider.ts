@@ -18,7 +18,7 @@ export const oauthPathPrefix = '/oauth/';
 /** Algorithms accepted from clients for `private_key_jwt` assertions; never HMAC or `none`. */
 export const clientAssertionAlgorithms = ['ES256', 'ES384', 'EdDSA', 'PS256', 'RS256'];
 
-/** What the auth server needs to start. */
+/** Inputs for creating the auth server. */
 export interface AuthServerInit {
   options: Readonly<Options>;
   store: Store;

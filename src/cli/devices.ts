@@ -20,6 +20,7 @@ portcullis devices approve <user-code> --user <username>`;
 
 const publicKeyTypes = new Set(['EC', 'OKP', 'RSA']);
 const privateMembers = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k'];
+const defaultAlgorithms: Record<string, string> = { EC: 'ES256', OKP: 'EdDSA', RSA: 'PS256' };
 
 /** Reads and checks a device's public JWK: an asymmetric key with no private part. */
 async function readPublicJwk(file: string): Promise<JWK> {
@@ -38,7 +39,7 @@ async function readPublicJwk(file: string): Promise<JWK> {
   }
 
   try {
-    await importJWK(jwk, jwk.alg ?? (jwk.kty === 'EC' ? 'ES256' : jwk.kty === 'OKP' ? 'EdDSA' : 'PS256'));
+    await importJWK(jwk, jwk.alg ?? defaultAlgorithms[jwk.kty as string]);
   } catch (error) {
     throw new CommandError('invalid_public_key', `--public-key ${file} is not a usable key: ${(error as Error).message}.`, 2);
   }

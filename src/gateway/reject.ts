@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream';
 import { errorBody, errorCatalogue, type ErrorCode } from '../errors.ts';
 
 /**
- * Answers a failed upgrade on the raw socket with an HTTP status and a JSON error body, then closes
+ * Rejects a failed upgrade on the raw socket with an HTTP status and a JSON error body, then closes
  * the socket without upgrading.
  */
 export function rejectUpgrade(socket: Duplex, code: ErrorCode): void {

@@ -140,7 +140,7 @@ async function currentSession(context: WebContext, request: FastifyRequest): Pro
   return stored ? verified : null;
 }
 
-/** Revokes the session's grant at the auth server and forgets the server-side session. */
+/** Revokes the session's grant at the auth server and deletes the server-side session. */
 async function endBrowserSession(context: WebContext, session: VerifiedToken): Promise<void> {
   const grantId = session.grantId!;
   const stored = await findBrowserSession(context.store, grantId);
@@ -163,7 +163,7 @@ async function endBrowserSession(context: WebContext, session: VerifiedToken): P
 
 /**
  * Deletes the auth server's own login sessions that hold this grant, so the device-flow approval
- * page asks for the password again after logout.
+ * page requests the password again after logout.
  */
 async function deleteAuthServerSessions(context: WebContext, grantId: string): Promise<void> {
   const rows = await context.store.selectFrom('oidc_payloads').select(['id', 'payload']).where('model', '=', 'Session').execute();
