@@ -68,7 +68,8 @@ function buildConfiguration(init: AuthServerInit): Configuration {
         // Only devices and the gateway itself may introspect, and only their own tokens.
         allowedPolicy: async (_ctx, client, token) => client.clientId === token.clientId || client.clientId === gatewayClientId,
       },
-      revocation: { enabled: true },
+      // A client may revoke only tokens issued to itself.
+      revocation: { enabled: true, allowedPolicy: async (_ctx, client, token) => client.clientId === token.clientId },
       rpInitiatedLogout: { enabled: false },
       deviceFlow: { enabled: true, charset: 'base-20', mask: '****-****', ...deviceFlowPages },
       resourceIndicators: {
