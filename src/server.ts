@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 
 import formbody from '@fastify/formbody';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -76,6 +77,8 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
   const app = Fastify({
     bodyLimit: 64 * 1024,
     trustProxy: options.trustedProxies.length > 0 ? [...options.trustedProxies] : false,
+    // Passed to Fastify rather than added with server.on, because Fastify's default handler would respond first.
+    clientErrorHandler: createClientErrorHandler(logger),
     serverFactory: (fastifyHandler) => {
       server = https.createServer({
         cert: tls.cert,
@@ -85,6 +88,8 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
         requestTimeout: options.handshakeTimeoutMs,
         headersTimeout: options.handshakeTimeoutMs,
         handshakeTimeout: options.handshakeTimeoutMs,
+        // Node checks requestTimeout and headersTimeout only at this interval (default 30 s in Node 20).
+        connectionsCheckingInterval: Math.min(options.handshakeTimeoutMs, 1000),
       }, (request, response) => {
         handleRequest(request, response, () => {
           const path = pathWithoutQuery(request.url);
@@ -215,10 +220,19 @@ async function configureRoutes(app: FastifyInstance, context: WebContext): Promi
 function attachServerListeners(server: https.Server, upgradeListener: (request: IncomingMessage, socket: import('node:stream').Duplex, head: Buffer) => void, logger: Logger): void {
   server.on('upgrade', upgradeListener);
 
-  // Malformed or oversized requests get a JSON error instead of Node's bare default response.
-  server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
+  server.on('tlsClientError', (error: NodeJS.ErrnoException) => {
+    logger.debug({ event: 'tls.client_error', code: error.code }, 'TLS handshake failed');
+  });
+}
+
+// Malformed, oversized or timed-out requests get a JSON error instead of Node's bare default response.
+// NOTE: a request timeout gets 400 invalid_request because the catalogue has no 408 code.
+function createClientErrorHandler(logger: Logger): (error: NodeJS.ErrnoException, socket: Duplex) => void {
+  return (error, socket) => {
     logger.debug({ event: 'http.client_error', code: error.code }, 'malformed request');
-    if (!socket.writable) {
+    // https.Server forwards TLS failures here too (e.g. ERR_TLS_HANDSHAKE_TIMEOUT). Without a TLS
+    // session no HTTP response can be sent, so the socket is closed.
+    if (!socket.writable || /^ERR_(TLS|SSL)_/.test(error.code ?? '')) {
       socket.destroy();
       return;
     }
@@ -226,11 +240,9 @@ function attachServerListeners(server: https.Server, upgradeListener: (request: 
     const status = code === 'headers_too_large' ? 431 : 400;
     const body = JSON.stringify(errorBody(code));
     socket.end(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
-  });
-
-  server.on('tlsClientError', (error: NodeJS.ErrnoException) => {
-    logger.debug({ event: 'tls.client_error', code: error.code }, 'TLS handshake failed');
-  });
+    // A client that never reads must not keep the socket open.
+    setTimeout(() => socket.destroy(), 1000).unref();
+  };
 }
 
 function developmentWarnings(options: Readonly<Options>, caFile: string | null): string[] {

@@ -1,4 +1,4 @@
-import Provider, { type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import Provider, { errors, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import type { JWK } from 'jose';
 import type { Logger } from 'pino';
 
@@ -26,6 +26,8 @@ export interface AuthServerInit {
   signingKeys: JWK[];
   cookieKeys: string[];
   gatewayClientSecret: string;
+  /** Runs when a whole grant is revoked, before the auth server responds. */
+  onGrantRevoked?: (grantId: string) => Promise<void>;
 }
 
 /** Returns the audience (RFC 8707 resource indicator) of access tokens for the gateway. */
@@ -38,7 +40,7 @@ function buildConfiguration(init: AuthServerInit): Configuration {
   const audience = gatewayAudience(options);
 
   return {
-    adapter: createOidcAdapter(store),
+    adapter: createOidcAdapter(store, { onGrantRevoked: init.onGrantRevoked }),
     clients: [{
       client_id: gatewayClientId,
       client_secret: hashClientSecret(init.gatewayClientSecret),
@@ -76,13 +78,19 @@ function buildConfiguration(init: AuthServerInit): Configuration {
         enabled: true,
         defaultResource: async () => audience,
         useGrantedResource: async () => true,
-        getResourceServerInfo: async () => ({
+        getResourceServerInfo: async (_ctx, resourceIndicator) => {
+          // RFC 8707: a resource this server does not serve is an `invalid_target` error.
+          if (resourceIndicator !== audience) {
+            throw new errors.InvalidTarget(`unknown resource; the gateway's resource indicator is ${audience}`);
+          }
+          return {
           scope: 'gateway',
           audience,
           accessTokenTTL: options.accessTokenTtlSeconds,
           accessTokenFormat: 'jwt',
           jwt: { sign: { alg: 'ES256' } },
-        }),
+          };
+        },
       },
     },
     extraTokenClaims: async (_ctx, token) => {

@@ -89,10 +89,16 @@ async function approveDeviceCode(options: Readonly<Options>, store: Store, userC
     throw new CommandError('user_code_used', `User code "${userCode}" was already approved or denied.`);
   }
 
+  // Use the resource the server resolved for the device's request, because this process's
+  // --public-url may differ from the server's.
+  const requested = code.params?.resource;
+  const resource = typeof requested === 'string' ? requested : gatewayAudience(options);
   const grant = new provider.Grant({ accountId: user.username, clientId: code.clientId });
-  grant.addResourceScope(gatewayAudience(options), 'gateway');
+  grant.addResourceScope(resource, 'gateway');
   const grantId = await grant.save();
-  Object.assign(code, { accountId: user.username, grantId, authTime: epochSeconds() });
+  // Without `resource` on the code, the device_code grant issues an opaque token the gateway rejects.
+  const scope = grant.getResourceScopeFiltered(resource, String(code.params?.scope ?? '').split(' ').filter(Boolean));
+  Object.assign(code, { accountId: user.username, grantId, authTime: epochSeconds(), resource, scope });
   await code.save();
   printLine(`Approved device ${code.clientId} for user ${user.username}.`);
 }

@@ -41,11 +41,18 @@ export function serializeError(error: unknown): Record<string, unknown> {
   return { type: error.name, message: error.message, code, stack: error.stack };
 }
 
-/** Strips the query string from a URL path, because queries may carry credentials. */
+// Three base64url segments, the first starting like a JSON object header ("eyJ").
+const jwtLikePattern = /eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g;
+
+/**
+ * Strips the query string from a URL path and blanks JWT-like parts of the path, because both may
+ * carry credentials. A token pasted into the path, e.g. `/ws/<jwt>`, would otherwise reach the logs.
+ */
 export function pathWithoutQuery(url: string | undefined): string {
   if (!url) {
     return '';
   }
   const index = url.indexOf('?');
-  return index === -1 ? url : url.slice(0, index);
+  const path = index === -1 ? url : url.slice(0, index);
+  return path.replace(jwtLikePattern, '[redacted]');
 }

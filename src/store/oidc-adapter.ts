@@ -3,11 +3,21 @@ import type { Adapter, AdapterPayload } from 'oidc-provider';
 import { epochSeconds, type Store } from './database.ts';
 import { findDeviceClient } from './devices.ts';
 
+/** Hooks the adapter calls besides storage. */
+export interface OidcAdapterHooks {
+  /**
+   * Called once when oidc-provider revokes a whole grant (logout, refresh-token reuse, revocation of
+   * a refresh token). oidc-provider waits for it before it responds, so the grant is on the deny-list
+   * before anyone learns of the revocation.
+   */
+  onGrantRevoked?: (grantId: string) => Promise<void>;
+}
+
 /**
  * Builds the oidc-provider storage adapter class over the Portcullis database. Every OAuth artefact
- * lives in one table keyed by model and id; the `Client` model reads the devices table instead.
+ * lives in one table keyed by model and id. The `Client` model reads the devices table instead.
  */
-export function createOidcAdapter(store: Store): new (model: string) => Adapter {
+export function createOidcAdapter(store: Store, hooks: OidcAdapterHooks = {}): new (model: string) => Adapter {
   return class SqliteOidcAdapter implements Adapter {
     readonly model: string;
 
@@ -67,6 +77,10 @@ export function createOidcAdapter(store: Store): new (model: string) => Adapter 
 
     async revokeByGrantId(grantId: string): Promise<void> {
       await store.deleteFrom('oidc_payloads').where('grant_id', '=', grantId).execute();
+      // oidc-provider calls this once per token model and always for AccessToken, so the hook runs once.
+      if (this.model === 'AccessToken') {
+        await hooks.onGrantRevoked?.(grantId);
+      }
     }
 
     private async findWhere(column: 'id' | 'user_code' | 'uid', value: string): Promise<AdapterPayload | undefined> {

@@ -1,0 +1,222 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+
+import { resolveOptions } from '../../src/config/load.ts';
+import { defaultOptions, OptionsError, validateOptions } from '../../src/config/options.ts';
+import { freePort, runCli, temporaryDataDir } from '../support/server.ts';
+
+/** Asserts that `run` throws an `OptionsError` (exit code 2) whose message matches every pattern. */
+function assertOptionsError(run: () => unknown, ...patterns: RegExp[]): void {
+  assert.throws(run, (error: unknown) => {
+    assert.ok(error instanceof OptionsError, `expected an OptionsError, got ${String(error)}`);
+    assert.equal(error.exitCode, 2);
+    assert.equal(error.code, 'invalid_option');
+    for (const pattern of patterns) {
+      assert.match(error.message, pattern);
+    }
+    return true;
+  });
+}
+
+function writeConfig(content: string): string {
+  const file = path.join(temporaryDataDir(), 'portcullis.json');
+  fs.writeFileSync(file, content);
+  return file;
+}
+
+describe('validateOptions', () => {
+  test('defaults', () => {
+    const options = validateOptions({});
+
+    assert.deepEqual(options, {
+      ...defaultOptions,
+      dataDir: path.resolve('./.portcullis'),
+      allowedOrigins: ['https://localhost:8443'],
+    });
+    assert.equal(options.handshakeTimeoutMs, 10_000);
+    assert.equal(options.maxHeaderBytes, 16 * 1024);
+    assert.equal(options.maxPayloadBytes, 64 * 1024);
+    assert.equal(options.clockLeewaySeconds, 30);
+  });
+
+  test('result and its lists are frozen', () => {
+    const options = validateOptions({});
+
+    assert.ok(Object.isFrozen(options));
+    assert.ok(Object.isFrozen(options.allowedOrigins));
+    assert.ok(Object.isFrozen(options.trustedProxies));
+    assert.throws(() => { (options as { port: number }).port = 1; }, TypeError);
+  });
+
+  test('allowed origins default to the public URL', () => {
+    assert.deepEqual(validateOptions({ publicUrl: 'https://gw.example' }).allowedOrigins, ['https://gw.example']);
+  });
+
+  test('numbers given as strings are parsed', () => {
+    assert.equal(validateOptions({ port: '9443' }).port, 9443);
+  });
+
+  test('unknown option is named', () => {
+    assertOptionsError(() => validateOptions({ prot: 8443 }), /Unknown option "prot"/, /known options are: .*port/);
+  });
+
+  const badPorts: unknown[] = ['abc', '', -1, 65536, 1.5, '8443x', null, true];
+  for (const port of badPorts) {
+    test(`port ${JSON.stringify(port)} is rejected`, () => {
+      assertOptionsError(() => validateOptions({ port }), /port \(--port\)/, /whole number from 0 to 65535/);
+    });
+  }
+
+  test('tls cert without key', () => {
+    assertOptionsError(() => validateOptions({ tlsCertFile: '/etc/portcullis/cert.pem' }), /tlsCertFile \(--tls-cert\)/, /tlsKeyFile \(--tls-key\)/, /together/);
+  });
+
+  test('tls key without cert', () => {
+    assertOptionsError(() => validateOptions({ tlsKeyFile: '/etc/portcullis/key.pem' }), /must be given together/);
+  });
+
+  const badOrigins: Array<[string, string, RegExp]> = [
+    ['not a URL', 'app.example.com', /absolute https:\/\/ origin/],
+    ['http scheme', 'http://app.example.com', /must use https:\/\//],
+    ['with a path', 'https://app.example.com/app', /use https:\/\/app\.example\.com/],
+    ['with credentials', 'https://user@app.example.com', /without path, query or credentials/],
+    ['empty', '', /non-empty strings/],
+  ];
+  for (const [name, origin, pattern] of badOrigins) {
+    test(`allowed origin ${name} is rejected`, () => {
+      assertOptionsError(() => validateOptions({ allowedOrigins: [origin] }), /allowedOrigins \(--allowed-origin\)/, pattern);
+    });
+  }
+
+  test('allowed origins are normalised', () => {
+    const options = validateOptions({ allowedOrigins: ['https://APP.Example.com:443', 'https://app.example.com:8443/'] });
+
+    assert.deepEqual(options.allowedOrigins, ['https://app.example.com', 'https://app.example.com:8443']);
+  });
+
+  const badValues: Array<[string, Record<string, unknown>, RegExp]> = [
+    ['clock leeway above 60', { clockLeewaySeconds: 61 }, /clockLeewaySeconds \(--clock-leeway\)/],
+    ['handshake timeout of 0', { handshakeTimeoutMs: 0 }, /handshakeTimeoutMs \(--handshake-timeout\)/],
+    ['header limit below 1 KiB', { maxHeaderBytes: 100 }, /maxHeaderBytes \(--max-header-size\)/],
+    ['unknown log level', { logLevel: 'verbose' }, /logLevel \(--log-level\) must be one of/],
+    ['public URL over http', { publicUrl: 'http://localhost:8443' }, /publicUrl \(--public-url\) must use https/],
+  ];
+  for (const [name, input, pattern] of badValues) {
+    test(name, () => {
+      assertOptionsError(() => validateOptions(input), pattern);
+    });
+  }
+});
+
+describe('resolveOptions', () => {
+  test('flags beat environment beat config file', () => {
+    const config = writeConfig(JSON.stringify({ port: 1111, host: '127.0.0.2', logLevel: 'warn', clockLeewaySeconds: 5 }));
+    const env = { PORTCULLIS_PORT: '2222', PORTCULLIS_HOST: '127.0.0.3', PORTCULLIS_CLOCK_LEEWAY: '' };
+
+    const options = resolveOptions({ config, port: '3333' }, env);
+
+    assert.equal(options.port, 3333, 'flag beats environment');
+    assert.equal(options.host, '127.0.0.3', 'environment beats config file');
+    assert.equal(options.logLevel, 'warn', 'config file beats default');
+    assert.equal(options.clockLeewaySeconds, 5, 'an empty variable is ignored');
+    assert.equal(options.handshakeTimeoutMs, defaultOptions.handshakeTimeoutMs);
+  });
+
+  test('PORTCULLIS_CONFIG names the file when --config is absent', () => {
+    const config = writeConfig(JSON.stringify({ port: 4444 }));
+
+    assert.equal(resolveOptions({}, { PORTCULLIS_CONFIG: config }).port, 4444);
+  });
+
+  test('list variables are split on commas', () => {
+    const options = resolveOptions({}, { PORTCULLIS_ALLOWED_ORIGINS: 'https://a.example, https://b.example,' });
+
+    assert.deepEqual(options.allowedOrigins, ['https://a.example', 'https://b.example']);
+  });
+
+  test('repeated list flags replace the environment list', () => {
+    const options = resolveOptions({ 'trusted-proxy': ['10.0.0.1', '10.0.0.2'] }, { PORTCULLIS_TRUSTED_PROXIES: '10.0.0.9' });
+
+    assert.deepEqual(options.trustedProxies, ['10.0.0.1', '10.0.0.2']);
+  });
+
+  test('invalid environment value names the option', () => {
+    assertOptionsError(() => resolveOptions({}, { PORTCULLIS_PORT: 'abc' }), /port \(--port\)/);
+  });
+
+  test('config file with invalid JSON', () => {
+    const config = writeConfig('{"port": 8443,}');
+
+    assertOptionsError(() => resolveOptions({ config }, {}), new RegExp(`--config ${escape(config)} is not valid JSON`), /Fix the file/);
+  });
+
+  test('config file that is not an object', () => {
+    const config = writeConfig('[8443]');
+
+    assertOptionsError(() => resolveOptions({ config }, {}), /must hold a JSON object of options/);
+  });
+
+  test('missing config file', () => {
+    const config = path.join(temporaryDataDir(), 'absent.json');
+
+    assertOptionsError(() => resolveOptions({ config }, {}), /could not be read \(ENOENT\); check the path/);
+  });
+});
+
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+describe('portcullis start with bad options', () => {
+  // Every run also names a port that is already taken. If validation wrongly passed, the server
+  // would fail to listen and the CLI would exit 1 instead of serving until killed.
+  let blocker: net.Server;
+  let takenPort: number;
+
+  before(async () => {
+    takenPort = await freePort();
+    blocker = net.createServer();
+    await new Promise<void>((resolve) => blocker.listen(takenPort, '127.0.0.1', resolve));
+  });
+
+  after(async () => {
+    await new Promise((resolve) => blocker.close(resolve));
+  });
+
+  test('invalid JSON config exits 2', async () => {
+    const config = writeConfig('{ port: 8443 }');
+
+    const result = await runCli(temporaryDataDir(), ['start', '--config', config, '--host', '127.0.0.1', '--port', String(takenPort)]);
+
+    assert.equal(result.code, 2, result.stderr);
+    assert.ok(result.stderr.includes(`--config ${config} is not valid JSON`), result.stderr);
+    assert.match(result.stderr, /Fix the file, for example \{"port": 8443\}/);
+  });
+
+  test('--port abc exits 2', async () => {
+    const result = await runCli(temporaryDataDir(), ['start', '--host', '127.0.0.1', '--port', 'abc']);
+
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(result.stderr, /^portcullis start: port \(--port\) must be a whole number from 0 to 65535, got "abc"\.$/m);
+  });
+
+  test('unknown config key exits 2', async () => {
+    const config = writeConfig(JSON.stringify({ handshakeTimeoutSeconds: 5 }));
+
+    const result = await runCli(temporaryDataDir(), ['start', '--config', config, '--host', '127.0.0.1', '--port', String(takenPort)]);
+
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(result.stderr, /Unknown option "handshakeTimeoutSeconds"/);
+  });
+
+  test('unknown flag exits 2', async () => {
+    const result = await runCli(temporaryDataDir(), ['start', '--prot', '8443', '--host', '127.0.0.1', '--port', String(takenPort)]);
+
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(result.stderr, /--prot/);
+    assert.match(result.stderr, /portcullis help/);
+  });
+});

@@ -1,0 +1,105 @@
+// A device written with Debian's python3-websockets 10.4, which Portcullis did not write, gets a
+// token with its client secret, connects, and is rejected when it moves the token into the URL.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+
+import { addDevice, repositoryRoot, startTestServer, type TestServer } from '../support/server.ts';
+
+const pythonPath = '/usr/bin/python3';
+const clientScript = path.join(repositoryRoot, 'test/e2e/python/device_client.py');
+// Upper bound on the whole script run. The script's own network timeouts are 10 s each.
+const scriptKillAfterMs = 60_000;
+
+/** The one JSON line `device_client.py` prints. */
+interface PythonClientResult {
+  token: { status: number; token_type: string; expires_in: number; exp: number };
+  header_auth: {
+    subprotocol: string | null;
+    welcome: { type: string; connection_id: string; sub: string; client_id: string; expires_at: number };
+    sent: string;
+    echo: string;
+  };
+  query_auth: { accepted: boolean; status: number; error: string | null };
+}
+
+interface ScriptRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the Python client with the secret in its environment only, and no proxy variables. */
+function runPythonClient(server: TestServer, device: { client_id: string; client_secret: string }): Promise<ScriptRun> {
+  const args = [clientScript, '--port', String(server.port), '--ca-file', path.join(server.dataDir, 'ca.pem'), '--client-id', device.client_id];
+  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', PORTCULLIS_CLIENT_SECRET: device.client_secret };
+
+  return new Promise((resolve, reject) => {
+    const child = spawn(pythonPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'], timeout: scriptKillAfterMs });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => { stdout += chunk; });
+    child.stderr.on('data', (chunk) => { stderr += chunk; });
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+let server: TestServer;
+let device: { client_id: string; client_secret: string };
+let result: PythonClientResult;
+
+before(async () => {
+  server = await startTestServer();
+  device = await addDevice(server, 'python-device');
+  const run = await runPythonClient(server, device);
+  assert.equal(run.code, 0, `device_client.py failed:\n${run.stderr}`);
+  result = JSON.parse(run.stdout.trim()) as PythonClientResult;
+});
+
+after(async () => {
+  await server.close();
+});
+
+test('python client gets a bearer token', () => {
+  assert.equal(result.token.status, 200);
+  assert.equal(result.token.token_type, 'Bearer');
+  assert.ok(Number.isInteger(result.token.expires_in), 'expires_in is not a whole number of seconds');
+  assert.ok(result.token.expires_in > 0, `expires_in ${result.token.expires_in} is not positive`);
+  assert.ok(result.token.expires_in <= server.options.accessTokenTtlSeconds, `expires_in ${result.token.expires_in} exceeds the access token lifetime`);
+});
+
+test('python client receives the welcome frame', () => {
+  const { welcome } = result.header_auth;
+  assert.equal(result.header_auth.subprotocol, 'portcullis.v1');
+  assert.equal(welcome.type, 'welcome');
+  assert.equal(welcome.sub, device.client_id);
+  assert.equal(welcome.client_id, device.client_id);
+  assert.equal(welcome.expires_at, result.token.exp);
+  assert.equal(typeof welcome.connection_id, 'string');
+  assert.notEqual(welcome.connection_id, '');
+});
+
+test('python client gets its text frame echoed', () => {
+  assert.equal(result.header_auth.echo, result.header_auth.sent);
+});
+
+test('token in query string is rejected', () => {
+  assert.equal(result.query_auth.accepted, false);
+  assert.equal(result.query_auth.status, 400);
+  assert.equal(result.query_auth.error, 'token_in_url');
+});
+
+test('rejection log omits query and secret', () => {
+  const rejections = server.logs
+    .map((line) => JSON.parse(line) as { event?: string; code?: string; path?: string; client_id?: string })
+    .filter((entry) => entry.event === 'handshake.rejected');
+  assert.equal(rejections.length, 1);
+  assert.equal(rejections[0].code, 'token_in_url');
+  assert.equal(rejections[0].path, '/ws');
+  assert.equal(rejections[0].client_id, device.client_id);
+
+  const leaking = server.logs.filter((line) => line.includes(device.client_secret) || line.includes('access_token='));
+  assert.deepEqual(leaking, []);
+});
