@@ -64,4 +64,25 @@ export const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '2026-12-04-002-revocation-events': {
+    async up(db: Kysely<any>) {
+      // Revocations written by any process, read in order by every server to close live sockets.
+      await db.schema.createTable('revocation_events')
+        .addColumn('id', 'integer', (column) => column.primaryKey().autoIncrement())
+        .addColumn('kind', 'text', (column) => column.notNull())
+        .addColumn('value', 'text', (column) => column.notNull())
+        .addColumn('reason', 'text', (column) => column.notNull())
+        .addColumn('created_at', 'integer', (column) => column.notNull())
+        .execute();
+
+      // Single access tokens revoked by `jti` and issuer, for tokens that belong to no grant.
+      await db.schema.createTable('revoked_tokens')
+        .addColumn('jti', 'text', (column) => column.notNull())
+        .addColumn('iss', 'text', (column) => column.notNull())
+        .addColumn('revoked_at', 'integer', (column) => column.notNull())
+        .addColumn('expires_at', 'integer', (column) => column.notNull())
+        .addPrimaryKeyConstraint('revoked_tokens_pk', ['jti', 'iss'])
+        .execute();
+    },
+  },
 };

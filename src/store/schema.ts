@@ -1,3 +1,5 @@
+import type { Generated } from 'kysely';
+
 /** A stored oidc-provider artefact (session, grant, code, refresh token, device code, ...). */
 export interface OidcPayloadTable {
   model: string;
@@ -62,6 +64,24 @@ export interface BrowserSessionTable {
   expires_at: number;
 }
 
+/** A revocation any process recorded; servers read new rows to close affected live sockets. */
+export interface RevocationEventTable {
+  id: Generated<number>;
+  kind: 'grant' | 'client' | 'user' | 'token';
+  /** Grant id, client id, username, or `<iss> <jti>` for a single token. */
+  value: string;
+  reason: string;
+  created_at: number;
+}
+
+/** A single revoked access token, keyed by `jti` and issuer because signatures can be re-encoded. */
+export interface RevokedTokenTable {
+  jti: string;
+  iss: string;
+  revoked_at: number;
+  expires_at: number;
+}
+
 /** Every table of the Portcullis database, for kysely. */
 export interface Database {
   oidc_payloads: OidcPayloadTable;
@@ -71,4 +91,6 @@ export interface Database {
   secrets: SecretTable;
   revoked_grants: RevokedGrantTable;
   browser_sessions: BrowserSessionTable;
+  revocation_events: RevocationEventTable;
+  revoked_tokens: RevokedTokenTable;
 }

@@ -1,0 +1,79 @@
+import { parseOptionArgs, resolveOptions } from '../config/load.ts';
+import { fetchLiveConnections } from '../gateway/admin-socket.ts';
+import type { ConnectionSummary } from '../gateway/registry.ts';
+import { findBrowserSession } from '../store/browser-sessions.ts';
+import { epochSeconds, openStore } from '../store/database.ts';
+import { recordRevocation, tokenKey } from '../store/revocation-events.ts';
+import { CommandError, isoTime, printJson, printLine } from './output.ts';
+
+/** Usage of `portcullis sessions`. */
+export const sessionsUsage = `portcullis sessions list [--json]
+portcullis sessions revoke <grant-id|connection-id>`;
+
+// Revoked grants stay on the deny-list for the longest access-token lifetime plus leeway.
+const denyListSeconds = 86_400 + 60;
+
+async function listSessions(dataDir: string, json: boolean): Promise<void> {
+  const connections = await fetchLiveConnections(dataDir) as ConnectionSummary[] | null;
+  if (connections === null) {
+    throw new CommandError('server_not_running', `No server is running on ${dataDir}; live connections exist only while it runs.`);
+  }
+
+  if (json) {
+    printJson(connections);
+    return;
+  }
+  printLine('ID\tKIND\tUSER_OR_CLIENT\tORIGIN_OR_DEVICE\tCONNECTED_SINCE\tEXPIRES_AT');
+  for (const connection of connections) {
+    const who = connection.kind === 'browser' || connection.grant_id ? connection.sub : connection.client_id;
+    printLine([connection.id, connection.kind, who, connection.origin ?? '-', isoTime(connection.connected_at), isoTime(connection.expires_at)].join('\t'));
+  }
+}
+
+/** Runs `portcullis sessions <action>`: lists live connections or revokes a grant or connection. */
+export async function runSessions(argv: string[]): Promise<void> {
+  const { values, positionals } = parseOptionArgs(argv, { json: { type: 'boolean' } });
+  const [action, id] = positionals;
+  const options = resolveOptions(values, process.env);
+
+  if (action === 'list') {
+    await listSessions(options.dataDir, values.json === true);
+    return;
+  }
+  if (action !== 'revoke') {
+    throw new CommandError('unknown_command', `Unknown sessions command "${action ?? ''}".\n${sessionsUsage}`, 2);
+  }
+  if (!id) {
+    throw new CommandError('id_required', `Give a grant id or a connection id from "portcullis sessions list".\n${sessionsUsage}`, 2);
+  }
+
+  const live = (await fetchLiveConnections(options.dataDir) as ConnectionSummary[] | null) ?? [];
+  const connection = live.find((candidate) => candidate.id === id);
+  const store = await openStore(options.dataDir);
+  try {
+    if (connection && !connection.grant_id) {
+      // A client-credentials token belongs to no grant, so that one token is revoked by issuer and jti.
+      await recordRevocation(store, { kind: 'token', value: tokenKey(connection.iss, connection.jti), reason: 'operator', expiresAt: connection.expires_at + 60 });
+      printLine(`Revoked the token of connection ${id}; the connection closes within a second. The device can get a new token unless removed.`);
+      return;
+    }
+
+    const grantId = connection?.grant_id ?? id;
+    const knownGrant = connection !== undefined
+      || await findBrowserSession(store, grantId) !== undefined
+      || await store.selectFrom('oidc_payloads').select('id').where('grant_id', '=', grantId).executeTakeFirst() !== undefined
+      || await store.selectFrom('oidc_payloads').select('id').where('model', '=', 'Grant').where('id', '=', grantId).executeTakeFirst() !== undefined;
+    if (!knownGrant) {
+      throw new CommandError('session_not_found', `No grant or live connection "${id}" was found.`);
+    }
+
+    await recordRevocation(store, { kind: 'grant', value: grantId, reason: 'operator', expiresAt: epochSeconds() + denyListSeconds });
+    await store.deleteFrom('oidc_payloads').where('grant_id', '=', grantId).execute();
+    await store.deleteFrom('oidc_payloads').where('model', '=', 'Grant').where('id', '=', grantId).execute();
+    await store.deleteFrom('browser_sessions').where('grant_id', '=', grantId).execute();
+    printLine(`Revoked grant ${grantId}; its live connections close within a second.`);
+  } finally {
+    await store.destroy();
+  }
+}
+
