@@ -8,21 +8,26 @@ import formbody from '@fastify/formbody';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 
+import { SigningKeyRing } from './auth/key-ring.ts';
 import { LoginThrottle } from './auth/login-throttle.ts';
 import { createAuthServer, gatewayAudience, gatewayClientId } from './auth/provider.ts';
 import { registerInteractionRoutes } from './auth/interactions.ts';
 import type { Options } from './config/options.ts';
 import { closeCodes, errorBody, PortcullisError } from './errors.ts';
+import { startAdminSocket } from './gateway/admin-socket.ts';
 import { buildHandshakeChecks } from './gateway/guard/index.ts';
+import { findRevocation } from './gateway/guard/revocation.ts';
+import { ConnectionRegistry } from './gateway/registry.ts';
+import { RevocationService } from './gateway/revocations.ts';
 import { createTokenVerifier } from './gateway/token-verifier.ts';
 import { createUpgradeHandler } from './gateway/upgrade.ts';
 import { pathWithoutQuery } from './log/logger.ts';
 import { pruneBrowserSessions } from './store/browser-sessions.ts';
 import { epochSeconds, openStore, type Store } from './store/database.ts';
 import { pruneExpiredPayloads } from './store/oidc-adapter.ts';
-import { insertRevokedGrant, pruneRevokedGrants } from './store/revocations.ts';
+import { pruneRevokedGrants } from './store/revocations.ts';
+import { pruneRevocationEvents } from './store/revocation-events.ts';
 import { loadOrCreateSecret } from './store/secrets.ts';
-import { loadSigningKeys } from './store/signing-keys.ts';
 import { loadTlsMaterial } from './tls/dev-ca.ts';
 import fs from 'node:fs';
 import { createBffClient } from './web/bff-client.ts';
@@ -47,6 +52,10 @@ export interface RunningServer {
 }
 
 const pruneIntervalMs = 10 * 60_000;
+// `portcullis keys rotate` also tells a running server at once through the admin socket.
+const keyPollIntervalMs = 5_000;
+// Events are read within a second; a day covers any server that was briefly stopped.
+const revocationEventRetentionSeconds = 86_400;
 
 /** Starts the HTTPS server that is both the auth server and the WebSocket gateway. */
 export async function startServer(options: Readonly<Options>, logger: Logger): Promise<RunningServer> {
@@ -59,21 +68,37 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
     loadOrCreateSecret(store, 'state_key'),
     loadOrCreateSecret(store, 'gateway_client_secret'),
   ]);
-  const signingKeys = await loadSigningKeys(store);
+  const keyRing = new SigningKeyRing(store, options.accessTokenTtlSeconds + options.clockLeewaySeconds, logger);
+  await keyRing.reload();
 
-  const provider = createAuthServer({ options, store, logger, signingKeys, cookieKeys: [cookieKey], gatewayClientSecret });
-  provider.on('grant.revoked', (_ctx: unknown, grantId: string) => {
-    const expiresAt = epochSeconds() + options.accessTokenTtlSeconds + options.clockLeewaySeconds;
-    insertRevokedGrant(store, grantId, expiresAt).catch((error) => logger.error({ event: 'grant.deny_list_failed', grant_id: grantId, err: error }, 'could not record revoked grant'));
+  const registry = new ConnectionRegistry({ logger, expiryWarningSeconds: options.expiryWarningSeconds });
+  const revocations = new RevocationService({ store, registry, logger });
+  await revocations.start();
+  registry.start();
+
+  // oidc-provider fixes its keys at construction, so a key rotation builds a new instance.
+  const buildAuthServer = () => createAuthServer({
+    options,
+    store,
+    logger,
+    signingKeys: keyRing.current(),
+    cookieKeys: [cookieKey],
+    gatewayClientSecret,
+    onGrantRevoked: (grantId) => revocations.revokeGrant(grantId, 'auth_server', options.accessTokenTtlSeconds + options.clockLeewaySeconds),
+  });
+  const auth = { provider: buildAuthServer() };
+  let providerCallback = auth.provider.callback();
+  keyRing.onChange(() => {
+    auth.provider = buildAuthServer();
+    providerCallback = auth.provider.callback();
   });
 
   const audience = gatewayAudience(options);
-  const verifierOptions = { issuer: options.publicUrl, audience, keys: signingKeys, clockLeewaySeconds: options.clockLeewaySeconds };
+  const verifierOptions = { issuer: options.publicUrl, audience, keys: () => keyRing.current(), clockLeewaySeconds: options.clockLeewaySeconds };
   const verifyToken = createTokenVerifier(verifierOptions);
   const verifyExpiredSessionToken = createTokenVerifier({ ...verifierOptions, clockLeewaySeconds: options.refreshTokenTtlSeconds });
 
   let server!: https.Server;
-  const providerCallback = provider.callback();
   const app = Fastify({
     bodyLimit: 64 * 1024,
     trustProxy: options.trustedProxies.length > 0 ? [...options.trustedProxies] : false,
@@ -127,7 +152,7 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
     options,
     store,
     logger,
-    provider,
+    auth,
     verifyToken,
     verifyExpiredSessionToken,
     bffClient: createBffClient({
@@ -140,6 +165,8 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
     csrfKey,
     stateKey,
     gatewayAudience: audience,
+    registry,
+    revocations,
   };
   await configureRoutes(app, context);
 
@@ -147,6 +174,12 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
     checks: buildHandshakeChecks({ store, verifyToken, gatewayClientId, csrfKey, allowedOrigins: options.allowedOrigins, trustedProxies: options.trustedProxies }),
     logger,
     maxPayloadBytes: options.maxPayloadBytes,
+    services: {
+      logger,
+      registry,
+      verifyToken,
+      findRevocation: (kind, token) => findRevocation(store, kind, token),
+    },
   });
   await app.ready();
   attachServerListeners(server, upgrade.listener, logger);
@@ -159,12 +192,17 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
     });
   });
   const port = (server.address() as AddressInfo).port;
+  const adminSocket = await startAdminSocket(options.dataDir, { registry, keyRing }, logger);
 
   const pruneTimer = setInterval(() => {
-    Promise.all([pruneExpiredPayloads(store), pruneRevokedGrants(store), pruneBrowserSessions(store)])
+    Promise.all([pruneExpiredPayloads(store), pruneRevokedGrants(store), pruneBrowserSessions(store), pruneRevocationEvents(store, revocationEventRetentionSeconds)])
       .catch((error) => logger.error({ event: 'store.prune_failed', err: error }, 'pruning expired rows failed'));
   }, pruneIntervalMs);
   pruneTimer.unref();
+  const keyPollTimer = setInterval(() => {
+    keyRing.reload().catch((error) => logger.error({ event: 'key.reload_failed', err: error }, 'reloading signing keys failed'));
+  }, keyPollIntervalMs);
+  keyPollTimer.unref();
 
   const host = options.host.includes(':') ? `[${options.host}]` : options.host;
   logger.info({ event: 'server.started', listen: `https://${host}:${port}`, public_url: options.publicUrl }, 'server started');
@@ -177,6 +215,10 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
     store,
     async close() {
       clearInterval(pruneTimer);
+      clearInterval(keyPollTimer);
+      registry.stop();
+      revocations.stop();
+      adminSocket?.close();
       for (const client of upgrade.websocketServer.clients) {
         client.close(closeCodes.goingAway, 'server shutting down');
       }

@@ -65,11 +65,9 @@ async function grantFor(provider: Provider, details: Awaited<ReturnType<Provider
 
 /** Registers the login and consent steps of oidc-provider's interactions under `/interaction/:uid`. */
 export function registerInteractionRoutes(app: FastifyInstance, context: WebContext): void {
-  const { provider } = context;
-
   const loadDetails = async (request: FastifyRequest, reply: FastifyReply) => {
     try {
-      return await provider.interactionDetails(request.raw, reply.raw);
+      return await context.auth.provider.interactionDetails(request.raw, reply.raw);
     } catch {
       return null;
     }
@@ -90,6 +88,7 @@ export function registerInteractionRoutes(app: FastifyInstance, context: WebCont
     if (!accountId) {
       return reply.code(400).send(errorBody('login_state_invalid'));
     }
+    const { provider } = context.auth;
     const grantId = await grantFor(provider, details, accountId);
     reply.hijack();
     await provider.interactionFinished(request.raw, reply.raw, { consent: { grantId } }, { mergeWithLastSubmission: true });
@@ -128,6 +127,7 @@ export function registerInteractionRoutes(app: FastifyInstance, context: WebCont
 
     context.throttle.recordSuccess(attempt);
     context.logger.info({ event: 'login.succeeded', username, ip: request.ip }, 'login succeeded');
+    const { provider } = context.auth;
     const grantId = await grantFor(provider, details, user.username);
     reply.hijack();
     await provider.interactionFinished(request.raw, reply.raw, {

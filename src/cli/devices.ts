@@ -7,6 +7,7 @@ import { gatewayAudience } from '../auth/provider.ts';
 import { parseOptionArgs, resolveOptions } from '../config/load.ts';
 import { epochSeconds, openStore, type Store } from '../store/database.ts';
 import { clientIdPattern, deleteDevice, findDevice, hashClientSecret, insertDevice, listDevices } from '../store/devices.ts';
+import { recordRevocation } from '../store/revocation-events.ts';
 import { findUser } from '../store/users.ts';
 import { createOfflineAuthServer } from './auth-context.ts';
 import { CommandError, isoTime, printJson, printLine } from './output.ts';
@@ -145,7 +146,9 @@ export async function runDevices(argv: string[]): Promise<void> {
         if (!await deleteDevice(store, id)) {
           throw new CommandError('device_not_found', `Device "${id}" does not exist.`);
         }
-        printLine(`Removed device ${id}; its tokens are refused from now on.`);
+        // The event makes a running server close the device's live sockets with 4403.
+        await recordRevocation(store, { kind: 'client', value: id, reason: 'device_removed', expiresAt: epochSeconds() });
+        printLine(`Removed device ${id}; its tokens are refused and its live connections closed.`);
         return;
       case 'approve':
         await approveDeviceCode(options, store, id, values.user);

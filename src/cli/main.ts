@@ -3,6 +3,7 @@ import { optionSources } from '../config/load.ts';
 import { devicesUsage, runDevices } from './devices.ts';
 import { keysUsage, runKeys } from './keys.ts';
 import { CommandError } from './output.ts';
+import { runSessions, sessionsUsage } from './sessions.ts';
 import { runStart, startUsage } from './start.ts';
 import { runUsers, usersUsage } from './users.ts';
 
@@ -13,6 +14,7 @@ ${startUsage}
 ${usersUsage}
 ${devicesUsage}
 ${keysUsage}
+${sessionsUsage}
 
 Every command takes --data-dir DIR (default ./.portcullis) and --config FILE.
 Environment variables: ${optionSources.map((source) => source.env).join(', ')}, PORTCULLIS_CONFIG.
@@ -23,6 +25,7 @@ const commands: Record<string, (argv: string[]) => Promise<void>> = {
   users: runUsers,
   devices: runDevices,
   keys: runKeys,
+  sessions: runSessions,
 };
 
 /** Runs one CLI command and returns the process exit code. */

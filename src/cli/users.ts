@@ -1,6 +1,7 @@
 import { hashPassword, validatePasswordPolicy } from '../auth/passwords.ts';
 import { parseOptionArgs, resolveOptions } from '../config/load.ts';
-import { openStore } from '../store/database.ts';
+import { epochSeconds, openStore } from '../store/database.ts';
+import { recordRevocation } from '../store/revocation-events.ts';
 import { findUser, insertUser, listUsers, setUserDisabled, setUserPassword, usernamePattern } from '../store/users.ts';
 import { CommandError, isoTime, printJson, printLine } from './output.ts';
 import { promptPassword, readPasswordFromStdin } from './password-input.ts';
@@ -64,6 +65,10 @@ export async function runUsers(argv: string[]): Promise<void> {
       case 'enable': {
         if (!await setUserDisabled(store, username, action === 'disable')) {
           throw new CommandError('user_not_found', `User "${username}" does not exist.`);
+        }
+        if (action === 'disable') {
+          // The event makes a running server close the user's live sockets with 4403.
+          await recordRevocation(store, { kind: 'user', value: username, reason: 'user_disabled', expiresAt: epochSeconds() });
         }
         printLine(`${action === 'disable' ? 'Disabled' : 'Enabled'} user ${username}.`);
         return;

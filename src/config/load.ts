@@ -23,6 +23,7 @@ export const optionSources: readonly OptionSource[] = [
   { option: 'allowedOrigins', flag: 'allowed-origin', env: 'PORTCULLIS_ALLOWED_ORIGINS', list: true },
   { option: 'trustedProxies', flag: 'trusted-proxy', env: 'PORTCULLIS_TRUSTED_PROXIES', list: true },
   { option: 'clockLeewaySeconds', flag: 'clock-leeway', env: 'PORTCULLIS_CLOCK_LEEWAY' },
+  { option: 'expiryWarningSeconds', flag: 'expiry-warning', env: 'PORTCULLIS_EXPIRY_WARNING' },
   { option: 'handshakeTimeoutMs', flag: 'handshake-timeout', env: 'PORTCULLIS_HANDSHAKE_TIMEOUT' },
   { option: 'maxPayloadBytes', flag: 'max-payload', env: 'PORTCULLIS_MAX_PAYLOAD' },
   { option: 'maxHeaderBytes', flag: 'max-header-size', env: 'PORTCULLIS_MAX_HEADER_SIZE' },

@@ -24,6 +24,8 @@ export interface Options {
   trustedProxies: string[];
   /** Clock leeway for `exp`/`nbf`/`iat` checks, in seconds. Default 30, at most 60. */
   clockLeewaySeconds: number;
+  /** Seconds before a connection's token expires at which it is sent an `expiring` frame. Default 30. */
+  expiryWarningSeconds: number;
   /** Time a client has to finish the HTTP request, including a handshake, in milliseconds. Default 10000. */
   handshakeTimeoutMs: number;
   /** Largest accepted WebSocket message in bytes. Default 65536. */
@@ -47,6 +49,7 @@ export const defaultOptions: Readonly<Options> = Object.freeze({
   allowedOrigins: [],
   trustedProxies: [],
   clockLeewaySeconds: 30,
+  expiryWarningSeconds: 30,
   handshakeTimeoutMs: 10_000,
   maxPayloadBytes: 64 * 1024,
   maxHeaderBytes: 16 * 1024,
@@ -139,11 +142,12 @@ export function validateOptions(input: Record<string, unknown>): Readonly<Option
     dataDir: path.resolve(requireString('dataDir (--data-dir)', merged.dataDir)),
     tlsCertFile,
     tlsKeyFile,
-    accessTokenTtlSeconds: requireInteger('accessTokenTtlSeconds (--access-token-ttl)', merged.accessTokenTtlSeconds, 30, 86_400),
+    accessTokenTtlSeconds: requireInteger('accessTokenTtlSeconds (--access-token-ttl)', merged.accessTokenTtlSeconds, 1, 86_400),
     refreshTokenTtlSeconds: requireInteger('refreshTokenTtlSeconds (--refresh-token-ttl)', merged.refreshTokenTtlSeconds, 60, 365 * 86_400),
     allowedOrigins: Object.freeze(allowedOrigins.length > 0 ? allowedOrigins : [publicUrl]) as string[],
     trustedProxies: Object.freeze(requireStringList('trustedProxies (--trusted-proxy)', merged.trustedProxies)) as string[],
     clockLeewaySeconds: requireInteger('clockLeewaySeconds (--clock-leeway)', merged.clockLeewaySeconds, 0, 60),
+    expiryWarningSeconds: requireInteger('expiryWarningSeconds (--expiry-warning)', merged.expiryWarningSeconds, 0, 3600),
     handshakeTimeoutMs: requireInteger('handshakeTimeoutMs (--handshake-timeout)', merged.handshakeTimeoutMs, 100, 120_000),
     maxPayloadBytes: requireInteger('maxPayloadBytes (--max-payload)', merged.maxPayloadBytes, 128, 16 * 1024 * 1024),
     maxHeaderBytes: requireInteger('maxHeaderBytes (--max-header-size)', merged.maxHeaderBytes, 1024, 1024 * 1024),

@@ -4,6 +4,7 @@ import path from 'node:path';
 
 import type { Logger } from 'pino';
 
+import type { SigningKeyRing } from '../auth/key-ring.ts';
 import type { ConnectionRegistry } from './registry.ts';
 
 /** Returns the path of the admin socket in a data directory. */
@@ -12,11 +13,17 @@ export function adminSocketPath(dataDir: string): string {
 }
 
 /**
- * Serves read-only operator queries (`GET /connections`) on a Unix socket in the data directory.
+ * Serves operator requests (`GET /connections`, `POST /keys/reload`) on a Unix socket in the data directory.
  * The socket file is mode 0600 inside a 0700 directory, so only the server's own user can connect;
  * nothing listens on the network for this.
  */
-export async function startAdminSocket(dataDir: string, registry: ConnectionRegistry, logger: Logger): Promise<http.Server | null> {
+/** What the admin socket serves. */
+export interface AdminTargets {
+  registry: ConnectionRegistry;
+  keyRing: SigningKeyRing;
+}
+
+export async function startAdminSocket(dataDir: string, targets: AdminTargets, logger: Logger): Promise<http.Server | null> {
   const socketPath = adminSocketPath(dataDir);
   // Unix socket paths are limited to about 107 bytes on Linux.
   if (Buffer.byteLength(socketPath) > 100) {
@@ -26,7 +33,18 @@ export async function startAdminSocket(dataDir: string, registry: ConnectionRegi
   const server = http.createServer((request, response) => {
     if (request.method === 'GET' && request.url === '/connections') {
       response.writeHead(200, { 'content-type': 'application/json' });
-      response.end(JSON.stringify({ connections: registry.summaries() }));
+      response.end(JSON.stringify({ connections: targets.registry.summaries() }));
+      return;
+    }
+    if (request.method === 'POST' && request.url === '/keys/reload') {
+      targets.keyRing.reload().then((changed) => {
+        response.writeHead(200, { 'content-type': 'application/json' });
+        response.end(JSON.stringify({ changed }));
+      }, (error: unknown) => {
+        logger.error({ event: 'key.reload_failed', err: error }, 'reloading signing keys failed');
+        response.writeHead(500, { 'content-type': 'application/json' });
+        response.end(JSON.stringify({ error: 'server_error', error_description: 'An internal error occurred.' }));
+      });
       return;
     }
     response.writeHead(404, { 'content-type': 'application/json' });
@@ -69,26 +87,30 @@ async function removeStaleSocket(socketPath: string): Promise<void> {
   fs.rmSync(socketPath, { force: true });
 }
 
-/** Fetches the live connections from a running server's admin socket; null when no server runs. */
-export async function fetchLiveConnections(dataDir: string): Promise<unknown[] | null> {
+/**
+ * Sends one request to a running server's admin socket and returns the parsed JSON body, or null
+ * when no server runs on this data directory.
+ */
+export async function adminRequest(dataDir: string, method: 'GET' | 'POST', requestPath: string): Promise<unknown> {
   const socketPath = adminSocketPath(dataDir);
   if (!fs.existsSync(socketPath)) {
     return null;
   }
 
   return new Promise((resolve, reject) => {
-    const request = http.get({ socketPath, path: '/connections', timeout: 5000 }, (response) => {
+    const request = http.request({ socketPath, method, path: requestPath, timeout: 5000 }, (response) => {
       const chunks: Buffer[] = [];
       response.on('data', (chunk: Buffer) => chunks.push(chunk));
       response.on('end', () => {
         try {
-          resolve((JSON.parse(Buffer.concat(chunks).toString('utf8')) as { connections: unknown[] }).connections);
+          resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
         } catch (error) {
           reject(error);
         }
       });
     });
     request.on('error', (error: NodeJS.ErrnoException) => {
+      // A socket file without a listener is left over from a server that stopped.
       if (error.code === 'ECONNREFUSED' || error.code === 'ENOENT') {
         resolve(null);
         return;
@@ -96,5 +118,12 @@ export async function fetchLiveConnections(dataDir: string): Promise<unknown[] |
       reject(error);
     });
     request.on('timeout', () => request.destroy(new Error(`the server did not respond on ${socketPath} within 5 s`)));
+    request.end();
   });
+}
+
+/** Fetches the live connections from a running server; null when no server runs. */
+export async function fetchLiveConnections(dataDir: string): Promise<unknown[] | null> {
+  const body = await adminRequest(dataDir, 'GET', '/connections') as { connections?: unknown[] } | null;
+  return body?.connections ?? null;
 }

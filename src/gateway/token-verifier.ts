@@ -18,8 +18,8 @@ export interface VerifiedToken {
 export interface TokenVerifierOptions {
   issuer: string;
   audience: string;
-  /** Public signing keys of the issuer. */
-  keys: JWK[];
+  /** Returns the issuer's current signing keys; a new array means the keys changed. */
+  keys: () => JWK[];
   clockLeewaySeconds: number;
 }
 
@@ -42,8 +42,17 @@ function claimString(payload: JWTPayload, name: string): string | null {
  * `client_id`. It throws `PortcullisError` with `token_expired` or `token_invalid`.
  */
 export function createTokenVerifier(options: TokenVerifierOptions): (token: string) => Promise<VerifiedToken> {
-  const publicKeys = options.keys.map(({ d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...publicJwk }) => publicJwk);
-  const keySet = createLocalJWKSet({ keys: publicKeys });
+  let cachedKeys: JWK[] | null = null;
+  let keySet: ReturnType<typeof createLocalJWKSet> | null = null;
+  const currentKeySet = () => {
+    const keys = options.keys();
+    if (keys !== cachedKeys || !keySet) {
+      const publicKeys = keys.map(({ d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...publicJwk }) => publicJwk);
+      keySet = createLocalJWKSet({ keys: publicKeys });
+      cachedKeys = keys;
+    }
+    return keySet;
+  };
 
   return async function verifyAccessToken(token: string): Promise<VerifiedToken> {
     if (token.length > maxTokenLength || !compactJwsPattern.test(token)) {
@@ -52,7 +61,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): (token: stri
 
     let payload: JWTPayload;
     try {
-      ({ payload } = await jwtVerify(token, keySet, {
+      ({ payload } = await jwtVerify(token, currentKeySet(), {
         issuer: options.issuer,
         audience: options.audience,
         algorithms: acceptedAlgorithms,

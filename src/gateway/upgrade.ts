@@ -7,7 +7,7 @@ import { WebSocketServer } from 'ws';
 
 import type { ErrorCode } from '../errors.ts';
 import { pathWithoutQuery } from '../log/logger.ts';
-import { serveConnection, type Connection } from './connection.ts';
+import { serveConnection, type Connection, type ConnectionServices } from './connection.ts';
 import { runHandshakeChecks } from './guard/index.ts';
 import { rejectUpgrade } from './reject.ts';
 import { applicationProtocol, headerValues, parseOfferedProtocols, type HandshakeCheck, type HandshakeState } from './handshake.ts';
@@ -20,8 +20,8 @@ export interface UpgradeHandlerInit {
   checks: HandshakeCheck[];
   logger: Logger;
   maxPayloadBytes: number;
-  /** Called for every accepted connection, e.g. to register it. */
-  onConnection?: (connection: Connection) => void;
+  /** What accepted connections use: registry, token verification and revocation lookups. */
+  services: ConnectionServices;
 }
 
 /**
@@ -76,8 +76,7 @@ export function createUpgradeHandler(init: UpgradeHandlerInit) {
         client_id: connection.token.clientId,
         ip: connection.peerAddress,
       }, 'handshake accepted');
-      init.onConnection?.(connection);
-      serveConnection(connection, init.logger);
+      serveConnection(connection, init.services);
     });
   }
 

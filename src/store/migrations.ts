@@ -85,4 +85,10 @@ export const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '2026-12-04-003-signing-key-retirement': {
+    async up(db: Kysely<any>) {
+      // When a key stopped signing; it stays published until every token it signed has expired.
+      await db.schema.alterTable('signing_keys').addColumn('retired_at', 'integer').execute();
+    },
+  },
 };

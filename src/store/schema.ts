@@ -39,6 +39,8 @@ export interface SigningKeyTable {
   private_jwk: string;
   status: 'active' | 'retired';
   created_at: number;
+  /** Epoch seconds when a newer key replaced it; null while active. */
+  retired_at: number | null;
 }
 
 /** A generated server-side secret (cookie keys, CSRF key, the gateway's client secret). */

@@ -13,23 +13,45 @@ export async function generateSigningJwk(): Promise<JWK> {
 /** Stores a new active signing key. */
 export async function insertSigningKey(store: Store, jwk: JWK): Promise<void> {
   await store.insertInto('signing_keys')
-    .values({ kid: jwk.kid as string, private_jwk: JSON.stringify(jwk), status: 'active', created_at: epochSeconds() })
+    .values({ kid: jwk.kid as string, private_jwk: JSON.stringify(jwk), status: 'active', created_at: epochSeconds(), retired_at: null })
     .execute();
 }
 
 /**
- * Returns the signing keys as private JWKs, newest active key first, so oidc-provider signs with it
- * and still publishes older ones. Creates the first key when there is none.
+ * Returns the signing keys as private JWKs, the active key first so oidc-provider signs with it.
+ * Retired keys are included while tokens they signed may still be valid, i.e. for
+ * `retentionSeconds` after retirement, and deleted after that. Creates the first key when there is none.
  */
-export async function loadSigningKeys(store: Store): Promise<JWK[]> {
+export async function loadSigningKeys(store: Store, retentionSeconds = 86_400): Promise<JWK[]> {
+  await store.deleteFrom('signing_keys')
+    .where('status', '=', 'retired')
+    .where('retired_at', '<=', epochSeconds() - retentionSeconds)
+    .execute();
+
   const load = () => store.selectFrom('signing_keys').selectAll()
     .orderBy('status').orderBy('created_at', 'desc').orderBy('kid')
     .execute();
 
   let rows = await load();
-  if (rows.length === 0) {
+  if (!rows.some((row) => row.status === 'active')) {
     await insertSigningKey(store, await generateSigningJwk());
     rows = await load();
   }
   return rows.map((row) => JSON.parse(row.private_jwk) as JWK);
+}
+
+/** Adds a new active key and retires the current one; returns the new key's `kid`. */
+export async function rotateSigningKey(store: Store): Promise<string> {
+  const jwk = await generateSigningJwk();
+  await store.transaction().execute(async (trx) => {
+    await trx.updateTable('signing_keys').set({ status: 'retired', retired_at: epochSeconds() }).where('status', '=', 'active').execute();
+    await insertSigningKey(trx, jwk);
+  });
+  return jwk.kid as string;
+}
+
+/** Returns a fingerprint of the stored key set, to notice a rotation made by another process. */
+export async function signingKeysFingerprint(store: Store): Promise<string> {
+  const rows = await store.selectFrom('signing_keys').select(['kid', 'status']).orderBy('kid').execute();
+  return rows.map((row) => `${row.kid}:${row.status}`).join(',');
 }

@@ -5,6 +5,8 @@ import type { Logger } from 'pino';
 import type { LoginThrottle } from '../auth/login-throttle.ts';
 import type { Options } from '../config/options.ts';
 import type { Store } from '../store/database.ts';
+import type { ConnectionRegistry } from '../gateway/registry.ts';
+import type { RevocationService } from '../gateway/revocations.ts';
 import type { VerifiedToken } from '../gateway/token-verifier.ts';
 
 /** Everything the HTTPS routes share. */
@@ -12,7 +14,8 @@ export interface WebContext {
   options: Readonly<Options>;
   store: Store;
   logger: Logger;
-  provider: Provider;
+  /** The current auth server; replaced after a signing-key rotation, so read it per request. */
+  auth: { provider: Provider };
   /** Verifies an access token exactly as the handshake does. */
   verifyToken: (token: string) => Promise<VerifiedToken>;
   /** Verifies a session token's signature and claims but accepts it up to the refresh lifetime past `exp`, for logout. */
@@ -23,4 +26,6 @@ export interface WebContext {
   /** HMAC key for short-lived signed cookies. */
   stateKey: string;
   gatewayAudience: string;
+  registry: ConnectionRegistry;
+  revocations: RevocationService;
 }

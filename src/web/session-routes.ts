@@ -7,10 +7,11 @@ import { sessionCookieName } from '../gateway/handshake.ts';
 import type { VerifiedToken } from '../gateway/token-verifier.ts';
 import { deleteBrowserSession, findBrowserSession, upsertBrowserSession } from '../store/browser-sessions.ts';
 import { epochSeconds } from '../store/database.ts';
-import { insertRevokedGrant } from '../store/revocations.ts';
 import type { WebContext } from './context.ts';
 import { expiredCookie, loginStateCookie, loginStateCookieName, readCookie, sessionCookie } from './cookies.ts';
 import { csrfTokenFor, csrfTokenMatches } from './csrf.ts';
+import { sendError, summarizeOauthError } from './responses.ts';
+import { registerRefreshRoute } from './session-refresh.ts';
 import { signValue, verifySignedValue } from './signed-value.ts';
 
 interface LoginState {
@@ -22,10 +23,6 @@ interface LoginState {
 
 const loginStateTtlSeconds = 600;
 
-function sendError(reply: FastifyReply, code: ErrorCode): FastifyReply {
-  const error = new PortcullisError(code);
-  return reply.code(error.status).header('cache-control', 'no-store').send(errorBody(code));
-}
 
 /** Registers the browser session routes: `/login`, `/login/callback`, `/session` and `/logout`. */
 export function registerSessionRoutes(app: FastifyInstance, context: WebContext): void {
@@ -103,6 +100,8 @@ export function registerSessionRoutes(app: FastifyInstance, context: WebContext)
     });
   });
 
+  registerRefreshRoute(app, context);
+
   app.post('/logout', async (request, reply) => {
     const token = readCookie(request.headers.cookie, sessionCookieName);
     const session = token ? await context.verifyExpiredSessionToken(token).catch(() => null) : null;
@@ -146,7 +145,8 @@ async function endBrowserSession(context: WebContext, session: VerifiedToken): P
   const stored = await findBrowserSession(context.store, grantId);
 
   // The deny-list entry comes first, so a failing revocation request cannot leave the token usable.
-  await insertRevokedGrant(context.store, grantId, session.exp + context.options.clockLeewaySeconds + context.options.accessTokenTtlSeconds);
+  // It also closes the session's live sockets with 4403.
+  await context.revocations.revokeGrant(grantId, 'logout', context.options.accessTokenTtlSeconds + context.options.clockLeewaySeconds);
   if (stored) {
     try {
       await oauth.tokenRevocation(await context.bffClient(), stored.refresh_token, { token_type_hint: 'refresh_token' });
@@ -174,15 +174,4 @@ async function deleteAuthServerSessions(context: WebContext, grantId: string): P
       await context.store.deleteFrom('oidc_payloads').where('model', '=', 'Session').where('id', '=', row.id).execute();
     }
   }
-}
-
-// openid-client errors may carry the response body; only the code and name are safe to log.
-function summarizeOauthError(error: unknown): Record<string, unknown> {
-  if (error instanceof oauth.ResponseBodyError) {
-    return { type: error.name, code: error.error, status: error.status };
-  }
-  if (error instanceof Error) {
-    return { type: error.name, code: (error as Error & { code?: string }).code, message: error.message };
-  }
-  return { type: typeof error };
 }

@@ -233,6 +233,12 @@ async function runCanaryPath(target: TestServer): Promise<void> {
   assert.equal(logout.status, 200);
   clientChannels.push(httpChannel('logout response', logout));
 
+  // Logout revokes the session's grant, which closes its live socket.
+  const browserClose = await browserSocket.closed;
+  assert.equal(browserClose.code, 4403);
+  assert.equal(browserClose.reason, 'token_revoked');
+  clientChannels.push({ name: 'browser close reason', text: browserClose.reason });
+
   const afterLogout = await readResponse(await target.fetch(`${target.url}/session`, { headers: { cookie: session.cookieHeader } }));
   assert.equal(afterLogout.status, 401);
   clientChannels.push(httpChannel('session response after logout', afterLogout));
@@ -248,12 +254,8 @@ async function runCanaryPath(target: TestServer): Promise<void> {
   addCli('devices list', await runCli(target.dataDir, ['devices', 'list', '--json']));
   addCli('keys list', await runCli(target.dataDir, ['keys', 'list', '--json']));
 
-  // The browser socket is still open, so shutdown closes it with the server's own reason.
   await target.close();
   serverStopped = true;
-  const browserClose = await browserSocket.closed;
-  assert.equal(browserClose.code, 1001);
-  clientChannels.push({ name: 'browser close reason', text: browserClose.reason });
   clientChannels.push({ name: 'frames sent to the browser', text: browserSocket.frames.join('\n') });
   clientChannels.push({ name: 'frames sent to the device', text: deviceSocket.frames.join('\n') });
 

@@ -1,38 +1,58 @@
+import type { ErrorCode } from '../../errors.ts';
 import type { Store } from '../../store/database.ts';
 import { findBrowserSession } from '../../store/browser-sessions.ts';
 import { findDevice } from '../../store/devices.ts';
+import { isTokenRevoked } from '../../store/revocation-events.ts';
 import { isGrantRevoked } from '../../store/revocations.ts';
 import { findUser } from '../../store/users.ts';
 import type { HandshakeCheck } from '../handshake.ts';
+import type { VerifiedToken } from '../token-verifier.ts';
+
+async function userIsActive(store: Store, username: string): Promise<boolean> {
+  const user = await findUser(store, username);
+  return user !== undefined && user.disabled === 0;
+}
 
 /**
- * Rejects still-unexpired tokens whose grant was revoked, whose device was removed, or whose
- * browser session ended or user was disabled. It reads the database on every handshake, so a
- * management command in another process takes effect on the next connection.
+ * Returns `token_revoked` when a verified token may no longer be used: its grant or the token itself
+ * is on the deny-list, its device was removed, its browser session ended, or its user was disabled.
+ * It reads the database each time, so a management command in another process takes effect at once.
  */
+export async function findRevocation(store: Store, kind: 'browser' | 'device', verified: VerifiedToken): Promise<ErrorCode | undefined> {
+  if (verified.grantId && await isGrantRevoked(store, verified.grantId)) {
+    return 'token_revoked';
+  }
+  if (await isTokenRevoked(store, String(verified.payload.iss), verified.jti)) {
+    return 'token_revoked';
+  }
+
+  if (kind === 'device') {
+    if (!await findDevice(store, verified.clientId)) {
+      return 'token_revoked';
+    }
+    // A device approved through the device flow acts for the user who approved it.
+    if (verified.grantId && !await userIsActive(store, verified.sub)) {
+      return 'token_revoked';
+    }
+    return undefined;
+  }
+
+  const session = verified.grantId ? await findBrowserSession(store, verified.grantId) : undefined;
+  if (!session || !await userIsActive(store, verified.sub)) {
+    return 'token_revoked';
+  }
+  return undefined;
+}
+
+/** The handshake check around `findRevocation`; it runs last because it needs the verified token. */
 export function revocationCheck(store: Store): HandshakeCheck {
   return {
     name: 'revocation',
     async run(state) {
-      const verified = state.verified;
-      if (!verified) {
+      if (!state.verified || !state.kind) {
         return 'token_invalid';
       }
-
-      if (verified.grantId && await isGrantRevoked(store, verified.grantId)) {
-        return 'token_revoked';
-      }
-
-      if (state.kind === 'device') {
-        return await findDevice(store, verified.clientId) ? undefined : 'token_revoked';
-      }
-
-      const session = verified.grantId ? await findBrowserSession(store, verified.grantId) : undefined;
-      const user = await findUser(store, verified.sub);
-      if (!session || !user || user.disabled) {
-        return 'token_revoked';
-      }
-      return undefined;
+      return findRevocation(store, state.kind, state.verified);
     },
   };
 }
