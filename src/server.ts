@@ -159,7 +159,7 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
       issuer: options.publicUrl,
       clientId: gatewayClientId,
       clientSecret: gatewayClientSecret,
-      fetch: createLocalFetch({ host: options.host, port: () => (server.address() as AddressInfo).port, ca: tls.caFile ? fs.readFileSync(tls.caFile, 'utf8') : null }),
+      fetch: createLocalFetch({ host: options.host, port: () => (server.address() as AddressInfo).port, ca: tls.caFile ? fs.readFileSync(tls.caFile, 'utf8') : null, servername: tls.caFile ? 'localhost' : undefined }),
     }),
     throttle: new LoginThrottle(),
     csrfKey,

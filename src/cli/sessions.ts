@@ -1,4 +1,4 @@
-import { parseOptionArgs, resolveOptions } from '../config/load.ts';
+import { optionFlags, parseOptionArgs, resolveOptions } from '../config/load.ts';
 import { fetchLiveConnections } from '../gateway/admin-socket.ts';
 import type { ConnectionSummary } from '../gateway/registry.ts';
 import { findBrowserSession } from '../store/browser-sessions.ts';
@@ -30,10 +30,30 @@ async function listSessions(dataDir: string, json: boolean): Promise<void> {
   }
 }
 
+const sessionsFlags = { json: { type: 'boolean' } } as const;
+
+/**
+ * Takes the argument after `revoke` out of `argv` when it starts with "-" but is not a known flag.
+ * Grant ids are base64url, so about one in 64 starts with "-", and parseArgs would reject it as an
+ * unknown option.
+ */
+function takeDashedRevokeId(argv: string[]): { rest: string[]; id: string | undefined } {
+  const at = argv.indexOf('revoke');
+  const candidate = at === -1 ? undefined : argv[at + 1];
+  const flagName = candidate?.startsWith('--') ? candidate.slice(2).split('=')[0] : undefined;
+  const knownFlag = candidate === '--' || (flagName !== undefined && Object.hasOwn({ ...optionFlags(), ...sessionsFlags }, flagName));
+  if (candidate === undefined || !candidate.startsWith('-') || knownFlag) {
+    return { rest: argv, id: undefined };
+  }
+  return { rest: [...argv.slice(0, at + 1), ...argv.slice(at + 2)], id: candidate };
+}
+
 /** Runs `portcullis sessions <action>`: lists live connections or revokes a grant or connection. */
 export async function runSessions(argv: string[]): Promise<void> {
-  const { values, positionals } = parseOptionArgs(argv, { json: { type: 'boolean' } });
-  const [action, id] = positionals;
+  const dashed = takeDashedRevokeId(argv);
+  const { values, positionals } = parseOptionArgs(dashed.rest, sessionsFlags);
+  const [action, positionalId] = positionals;
+  const id = dashed.id ?? positionalId;
   const options = resolveOptions(values, process.env);
 
   if (action === 'list') {

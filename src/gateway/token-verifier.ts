@@ -84,6 +84,11 @@ export function createTokenVerifier(options: TokenVerifierOptions): (token: stri
       throw new PortcullisError('token_invalid');
     }
 
+    // jose checks `iat` only together with a maximum token age, so a token from the future is refused here.
+    if (typeof payload.iat !== 'number' || payload.iat > Math.floor(Date.now() / 1000) + options.clockLeewaySeconds) {
+      throw new PortcullisError('token_invalid');
+    }
+
     return {
       sub,
       clientId,

@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 
-import type { ErrorCode } from '../errors.ts';
+import { closeCodes, type ErrorCode } from '../errors.ts';
 import { pathWithoutQuery } from '../log/logger.ts';
 import { serveConnection, type Connection, type ConnectionServices } from './connection.ts';
 import { runHandshakeChecks } from './guard/index.ts';
@@ -76,7 +76,13 @@ export function createUpgradeHandler(init: UpgradeHandlerInit) {
         client_id: connection.token.clientId,
         ip: connection.peerAddress,
       }, 'handshake accepted');
-      serveConnection(connection, init.services);
+      try {
+        serveConnection(connection, init.services);
+      } catch (error) {
+        // The socket is a WebSocket now, so an HTTP error response would corrupt its framing.
+        init.logger.error({ event: 'connection.setup_failed', connection_id: connection.id, err: error }, 'serving an accepted connection failed');
+        websocket.close(closeCodes.internalError, 'server_error');
+      }
     });
   }
 

@@ -8,6 +8,11 @@ export interface LocalTarget {
   port: () => number;
   /** Extra trusted CA in PEM (the development CA); null trusts the system store only. */
   ca: string | null;
+  /**
+   * Server name to verify instead of the public host. The generated development certificate names
+   * only localhost and loopback addresses, whatever `--public-url` says.
+   */
+  servername?: string;
 }
 
 function connectHost(host: string): string {
@@ -29,7 +34,7 @@ export function createLocalFetch(target: LocalTarget): typeof fetch {
       const socket = tls.connect({
         host: connectHost(target.host),
         port: target.port(),
-        servername: options.servername ?? options.hostname,
+        servername: target.servername ?? options.servername ?? options.hostname,
         ca,
         ALPNProtocols: ['http/1.1'],
       });

@@ -27,7 +27,15 @@ export async function findRevocation(store: Store, kind: 'browser' | 'device', v
   }
 
   if (kind === 'device') {
-    if (!await findDevice(store, verified.clientId)) {
+    const device = await findDevice(store, verified.clientId);
+    if (!device) {
+      return 'token_revoked';
+    }
+    // A device removed and registered again under the same client id is a new client, so tokens
+    // issued before its registration belong to the removed one and stay revoked.
+    // NOTE: `iat` and `created_at` are whole seconds, so a token issued in the second of the new
+    // registration still passes.
+    if (typeof verified.payload.iat !== 'number' || verified.payload.iat < device.created_at) {
       return 'token_revoked';
     }
     // A device approved through the device flow acts for the user who approved it.
