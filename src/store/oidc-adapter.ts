@@ -1,4 +1,4 @@
-import type { Adapter, AdapterPayload } from 'oidc-provider';
+import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
 
 import { epochSeconds, type Store } from './database.ts';
 import { findDeviceClient } from './devices.ts';
@@ -63,12 +63,31 @@ export function createOidcAdapter(store: Store, hooks: OidcAdapterHooks = {}): n
       return this.findWhere('uid', uid);
     }
 
+    /**
+     * Marks a code or refresh token used. oidc-provider checks `consumed` and calls this in two
+     * steps, so two concurrent requests can both pass the check. The conditional update lets only
+     * one of them win; the loser is treated as reuse, which revokes the whole grant.
+     */
     async consume(id: string): Promise<void> {
-      await store.updateTable('oidc_payloads')
+      const result = await store.updateTable('oidc_payloads')
         .set({ consumed_at: epochSeconds() })
         .where('model', '=', this.model)
         .where('id', '=', id)
-        .execute();
+        .where('consumed_at', 'is', null)
+        .executeTakeFirst();
+      if (Number(result.numUpdatedRows) === 1) {
+        return;
+      }
+
+      const row = await store.selectFrom('oidc_payloads').select('grant_id')
+        .where('model', '=', this.model).where('id', '=', id)
+        .executeTakeFirst();
+      if (row?.grant_id) {
+        await store.deleteFrom('oidc_payloads').where('grant_id', '=', row.grant_id).execute();
+        await store.deleteFrom('oidc_payloads').where('model', '=', 'Grant').where('id', '=', row.grant_id).execute();
+        await hooks.onGrantRevoked?.(row.grant_id);
+      }
+      throw new errors.InvalidGrant(`${this.model === 'RefreshToken' ? 'refresh token' : 'grant'} already used`);
     }
 
     async destroy(id: string): Promise<void> {

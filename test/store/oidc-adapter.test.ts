@@ -149,3 +149,19 @@ describe('secrets and keys', () => {
     assert.equal(key.kid, original.kid);
   });
 });
+
+describe('consume race', () => {
+  test('second consume revokes the grant', async () => {
+    const revokedGrants: string[] = [];
+    const Adapter = createOidcAdapter(store, { onGrantRevoked: async (grantId) => { revokedGrants.push(grantId); } });
+    const adapter = new Adapter('RefreshToken');
+    await adapter.upsert('rt-race', { grantId: 'g-race' }, 60);
+    await new Adapter('AccessToken').upsert('at-race', { grantId: 'g-race' }, 60);
+
+    await adapter.consume('rt-race');
+    await assert.rejects(adapter.consume('rt-race'), (error: Error & { error?: string }) => error.error === 'invalid_grant');
+
+    assert.deepEqual(revokedGrants, ['g-race']);
+    assert.equal(await new Adapter('AccessToken').find('at-race'), undefined);
+  });
+});
