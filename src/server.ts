@@ -218,7 +218,11 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
       clearInterval(keyPollTimer);
       registry.stop();
       revocations.stop();
-      adminSocket?.close();
+      if (adminSocket) {
+        const adminClosed = new Promise<void>((resolve) => adminSocket.close(() => resolve()));
+        adminSocket.closeAllConnections();
+        await adminClosed;
+      }
       for (const client of upgrade.websocketServer.clients) {
         client.close(closeCodes.goingAway, 'server shutting down');
       }

@@ -4,6 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { gatewayClientId } from '../auth/provider.ts';
 import { errorBody, PortcullisError, type ErrorCode } from '../errors.ts';
 import { sessionCookieName } from '../gateway/handshake.ts';
+import { findRevocation } from '../gateway/guard/revocation.ts';
 import type { VerifiedToken } from '../gateway/token-verifier.ts';
 import { deleteBrowserSession, findBrowserSession, upsertBrowserSession } from '../store/browser-sessions.ts';
 import { epochSeconds } from '../store/database.ts';
@@ -135,8 +136,8 @@ async function currentSession(context: WebContext, request: FastifyRequest): Pro
     return null;
   }
 
-  const stored = await findBrowserSession(context.store, verified.grantId);
-  return stored ? verified : null;
+  // The same rules as a handshake: revoked grant or token, ended session, disabled user.
+  return await findRevocation(context.store, 'browser', verified) ? null : verified;
 }
 
 /** Revokes the session's grant at the auth server and deletes the server-side session. */
