@@ -58,6 +58,8 @@ export const closeCodes = {
   policyViolation: 1008,
   messageTooBig: 1009,
   internalError: 1011,
+  /** The peer does not read fast enough: its queued outgoing data passed `--max-buffered`. */
+  tryAgainLater: 1013,
   /** Mirrors HTTP 401: the connection's token expired and was not refreshed in time (`token_expired`). */
   unauthorized: 4401,
   /** Mirrors HTTP 403: the token was revoked, or an in-band token was invalid (reason gives the code). */

@@ -52,6 +52,8 @@ export interface RunningServer {
 }
 
 const pruneIntervalMs = 10 * 60_000;
+// How long after expiry a session cookie may still be used for logout and refresh.
+const sessionGraceSeconds = 300;
 // `portcullis keys rotate` also tells a running server at once through the admin socket.
 const keyPollIntervalMs = 5_000;
 // Events are read within a second; a day covers any server that was briefly stopped.
@@ -96,7 +98,8 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
   const audience = gatewayAudience(options);
   const verifierOptions = { issuer: options.publicUrl, audience, keys: () => keyRing.current(), clockLeewaySeconds: options.clockLeewaySeconds };
   const verifyToken = createTokenVerifier(verifierOptions);
-  const verifyExpiredSessionToken = createTokenVerifier({ ...verifierOptions, clockLeewaySeconds: options.refreshTokenTtlSeconds });
+  // The browser drops the cookie at expiry anyway, so a short grace covers clock skew and slow requests.
+  const verifyExpiredSessionToken = createTokenVerifier({ ...verifierOptions, clockLeewaySeconds: options.clockLeewaySeconds + sessionGraceSeconds });
 
   let server!: https.Server;
   const app = Fastify({
@@ -176,6 +179,7 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
     maxPayloadBytes: options.maxPayloadBytes,
     services: {
       logger,
+      maxBufferedBytes: options.maxBufferedBytes,
       registry,
       verifyToken,
       findRevocation: (kind, token) => findRevocation(store, kind, token),
@@ -297,7 +301,7 @@ function developmentWarnings(options: Readonly<Options>, caFile: string | null):
     warnings.push(`Using a generated development CA (${caFile}); pass --tls-cert and --tls-key in production.`);
   }
   if (new URL(options.publicUrl).hostname === 'localhost') {
-    warnings.push('The public URL is https://localhost; set --public-url to the address clients use in production.');
+    warnings.push(`The public URL's host is localhost (${options.publicUrl}), which only this machine reaches; set --public-url to the address clients use in production.`);
   }
   return warnings;
 }

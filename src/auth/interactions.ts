@@ -110,15 +110,23 @@ export function registerInteractionRoutes(app: FastifyInstance, context: WebCont
     const password = typeof body.password === 'string' ? body.password.slice(0, 1024) : '';
     const attempt = { username, ip: request.ip };
 
-    const throttle = context.throttle.check(attempt);
+    const throttle = context.throttle.reserve(attempt);
     if (!throttle.allowed) {
       context.logger.warn({ event: 'login.throttled', username, ip: request.ip }, 'login throttled');
       return reply.code(429).header('retry-after', String(throttle.retryAfterSeconds)).type('text/html')
         .send(renderLoginForm(details.uid, csrfToken, throttledMessage));
     }
 
-    const user = username ? await findUser(context.store, username) : undefined;
-    const passwordMatches = user ? await verifyPassword(user.password_hash, password) : await dummyVerify(password);
+    let user: Awaited<ReturnType<typeof findUser>>;
+    let passwordMatches: boolean;
+    try {
+      user = username ? await findUser(context.store, username) : undefined;
+      passwordMatches = user ? await verifyPassword(user.password_hash, password) : await dummyVerify(password);
+    } catch (error) {
+      // The reservation must be released, or the account stays blocked.
+      context.throttle.recordFailure(attempt);
+      throw error;
+    }
     if (!user || !passwordMatches || user.disabled) {
       context.throttle.recordFailure(attempt);
       context.logger.warn({ event: 'login.failed', username, ip: request.ip }, 'login failed');

@@ -47,6 +47,9 @@ export class LoginThrottle {
   // Insertion order is kept equal to last-failure order, so the first key is always the stalest.
   readonly #entries = new Map<string, Entry>();
 
+  // Logins reserved by `reserve` whose password check has not finished, per account and IP key.
+  readonly #pending = new Map<string, number>();
+
   constructor(options: LoginThrottleOptions = {}) {
     this.#maxFailuresPerAccount = positiveInteger('maxFailuresPerAccount', options.maxFailuresPerAccount ?? 5);
     this.#maxFailuresPerIp = positiveInteger('maxFailuresPerIp', options.maxFailuresPerIp ?? 20);
@@ -77,10 +80,51 @@ export class LoginThrottle {
   }
 
   /**
+   * Like `check`, and also reserves the attempt until `recordFailure` or `recordSuccess` reports its
+   * outcome. Password checks take tens of milliseconds, so without the reservation many parallel
+   * guesses would all pass `check` before the first failure is counted.
+   */
+  reserve(attempt: LoginAttempt): ThrottleDecision {
+    const decision = this.check(attempt);
+    if (!decision.allowed) {
+      return decision;
+    }
+
+    const now = this.#now();
+    const account = accountKey(attempt.username);
+    const ip = ipKey(attempt.ip);
+    if (this.#inFlightAndRecent(account, now) >= this.#maxFailuresPerAccount || this.#inFlightAndRecent(ip, now) >= this.#maxFailuresPerIp) {
+      return { allowed: false, retryAfterSeconds: 1 };
+    }
+
+    this.#pending.set(account, (this.#pending.get(account) ?? 0) + 1);
+    this.#pending.set(ip, (this.#pending.get(ip) ?? 0) + 1);
+    return decision;
+  }
+
+  #inFlightAndRecent(key: string, now: number): number {
+    const windowStart = now - this.#windowMs;
+    const recent = this.#entries.get(key)?.failures.filter((at) => at > windowStart).length ?? 0;
+    return recent + (this.#pending.get(key) ?? 0);
+  }
+
+  #release(attempt: LoginAttempt): void {
+    for (const key of [accountKey(attempt.username), ipKey(attempt.ip)]) {
+      const count = (this.#pending.get(key) ?? 0) - 1;
+      if (count > 0) {
+        this.#pending.set(key, count);
+      } else {
+        this.#pending.delete(key);
+      }
+    }
+  }
+
+  /**
    * Counts one failed login against both the account and the IP. Call it for unknown usernames
    * too, so a lock does not reveal whether an account exists.
    */
   recordFailure(attempt: LoginAttempt): void {
+    this.#release(attempt);
     const now = this.#now();
     this.#evictExpired(now);
 
@@ -92,6 +136,7 @@ export class LoginThrottle {
 
   /** Forgets the account's failures after a successful login, but keeps the IP's, because one IP may be guessing many accounts. */
   recordSuccess(attempt: LoginAttempt): void {
+    this.#release(attempt);
     this.#entries.delete(accountKey(attempt.username));
   }
 

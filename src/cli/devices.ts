@@ -3,7 +3,7 @@ import fs from 'node:fs';
 
 import { importJWK, type JWK } from 'jose';
 
-import { gatewayAudience } from '../auth/provider.ts';
+import { gatewayAudience, gatewayClientId } from '../auth/provider.ts';
 import { parseOptionArgs, resolveOptions } from '../config/load.ts';
 import { epochSeconds, openStore, type Store } from '../store/database.ts';
 import { clientIdPattern, deleteDevice, findDevice, hashClientSecret, insertDevice, listDevices } from '../store/devices.ts';
@@ -90,6 +90,13 @@ async function approveDeviceCode(options: Readonly<Options>, store: Store, userC
     throw new CommandError('user_code_used', `User code "${userCode}" was already approved or denied.`);
   }
 
+  // The browser approval page refuses a request that names no scope the gateway grants, so this
+  // path refuses it too and both routes agree.
+  const requestedScopes = String(code.params?.scope ?? '').split(' ').filter(Boolean);
+  if (!requestedScopes.includes('gateway')) {
+    throw new CommandError('scope_missing', `The device's request names no "gateway" scope; the device must send scope=gateway to /oauth/device/authorize and start again.`);
+  }
+
   // Use the resource the server resolved for the device's request, because this process's
   // --public-url may differ from the server's.
   const requested = code.params?.resource;
@@ -98,7 +105,7 @@ async function approveDeviceCode(options: Readonly<Options>, store: Store, userC
   grant.addResourceScope(resource, 'gateway');
   const grantId = await grant.save();
   // Without `resource` on the code, the device_code grant issues an opaque token the gateway rejects.
-  const scope = grant.getResourceScopeFiltered(resource, String(code.params?.scope ?? '').split(' ').filter(Boolean));
+  const scope = grant.getResourceScopeFiltered(resource, requestedScopes);
   Object.assign(code, { accountId: user.username, grantId, authTime: epochSeconds(), resource, scope });
   await code.save();
   printLine(`Approved device ${code.clientId} for user ${user.username}.`);
@@ -117,6 +124,9 @@ export async function runDevices(argv: string[]): Promise<void> {
 
   if ((action === 'add' || action === 'remove') && (!id || !clientIdPattern.test(id))) {
     throw new CommandError('invalid_client_id', `Give a client id of 1 to 128 letters, digits, ".", "_" or "-", starting with a letter or digit.\n${devicesUsage}`, 2);
+  }
+  if ((action === 'add' || action === 'remove') && id === gatewayClientId) {
+    throw new CommandError('reserved_client_id', `"${gatewayClientId}" is the gateway's own client for browser sessions and cannot be added or removed as a device.`, 2);
   }
   if (action === 'approve' && !id) {
     throw new CommandError('user_code_required', `Give the user code the device shows.\n${devicesUsage}`, 2);

@@ -6,7 +6,7 @@ import { startServer } from '../server.ts';
 export const startUsage = `portcullis start [--host ADDRESS] [--port PORT] [--public-url URL] [--data-dir DIR]
                  [--tls-cert FILE --tls-key FILE] [--access-token-ttl SECONDS]
                  [--refresh-token-ttl SECONDS] [--allowed-origin ORIGIN]... [--trusted-proxy ADDRESS]...
-                 [--clock-leeway SECONDS] [--expiry-warning SECONDS] [--handshake-timeout MS] [--max-payload BYTES]
+                 [--clock-leeway SECONDS] [--expiry-warning SECONDS] [--handshake-timeout MS] [--max-payload BYTES] [--max-buffered BYTES]
                  [--max-header-size BYTES] [--log-level LEVEL] [--config FILE]`;
 
 /** Runs `portcullis start`: serves until SIGINT or SIGTERM, then shuts down cleanly. */

@@ -2,6 +2,7 @@ import { hashPassword, validatePasswordPolicy } from '../auth/passwords.ts';
 import { parseOptionArgs, resolveOptions } from '../config/load.ts';
 import { epochSeconds, openStore } from '../store/database.ts';
 import { recordRevocation } from '../store/revocation-events.ts';
+import { revokeGrantsOfUser } from '../store/user-grants.ts';
 import { findUser, insertUser, listUsers, setUserDisabled, setUserPassword, usernamePattern } from '../store/users.ts';
 import { CommandError, isoTime, printJson, printLine } from './output.ts';
 import { promptPassword, readPasswordFromStdin } from './password-input.ts';
@@ -48,7 +49,9 @@ export async function runUsers(argv: string[]): Promise<void> {
         if (!await setUserPassword(store, username, hash)) {
           throw new CommandError('user_not_found', `User "${username}" does not exist.`);
         }
-        printLine(`Changed the password of ${username}.`);
+        // A password change is how a stolen account is recovered, so every existing session ends.
+        const revoked = await revokeGrantsOfUser(store, username, 'password_changed');
+        printLine(`Changed the password of ${username}; ended ${revoked} session(s) and device grant(s).`);
         return;
       }
       case 'list': {
@@ -67,6 +70,8 @@ export async function runUsers(argv: string[]): Promise<void> {
           throw new CommandError('user_not_found', `User "${username}" does not exist.`);
         }
         if (action === 'disable') {
+          // Grants are revoked too, so enabling the user again does not revive old sessions.
+          await revokeGrantsOfUser(store, username, 'user_disabled');
           // The event makes a running server close the user's live sockets with 4403.
           await recordRevocation(store, { kind: 'user', value: username, reason: 'user_disabled', expiresAt: epochSeconds() });
         }

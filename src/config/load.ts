@@ -26,6 +26,7 @@ export const optionSources: readonly OptionSource[] = [
   { option: 'expiryWarningSeconds', flag: 'expiry-warning', env: 'PORTCULLIS_EXPIRY_WARNING' },
   { option: 'handshakeTimeoutMs', flag: 'handshake-timeout', env: 'PORTCULLIS_HANDSHAKE_TIMEOUT' },
   { option: 'maxPayloadBytes', flag: 'max-payload', env: 'PORTCULLIS_MAX_PAYLOAD' },
+  { option: 'maxBufferedBytes', flag: 'max-buffered', env: 'PORTCULLIS_MAX_BUFFERED' },
   { option: 'maxHeaderBytes', flag: 'max-header-size', env: 'PORTCULLIS_MAX_HEADER_SIZE' },
   { option: 'logLevel', flag: 'log-level', env: 'PORTCULLIS_LOG_LEVEL' },
 ];

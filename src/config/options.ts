@@ -30,6 +30,8 @@ export interface Options {
   handshakeTimeoutMs: number;
   /** Largest accepted WebSocket message in bytes. Default 65536. */
   maxPayloadBytes: number;
+  /** Outgoing bytes a socket may have queued before it is closed as a slow consumer (1013). Default 1 MiB. */
+  maxBufferedBytes: number;
   /** Largest accepted HTTP header section in bytes. Default 16384. */
   maxHeaderBytes: number;
   /** pino log level. Default `info`. */
@@ -52,6 +54,7 @@ export const defaultOptions: Readonly<Options> = Object.freeze({
   expiryWarningSeconds: 30,
   handshakeTimeoutMs: 10_000,
   maxPayloadBytes: 64 * 1024,
+  maxBufferedBytes: 1024 * 1024,
   maxHeaderBytes: 16 * 1024,
   logLevel: 'info',
 });
@@ -150,6 +153,7 @@ export function validateOptions(input: Record<string, unknown>): Readonly<Option
     expiryWarningSeconds: requireInteger('expiryWarningSeconds (--expiry-warning)', merged.expiryWarningSeconds, 0, 3600),
     handshakeTimeoutMs: requireInteger('handshakeTimeoutMs (--handshake-timeout)', merged.handshakeTimeoutMs, 100, 120_000),
     maxPayloadBytes: requireInteger('maxPayloadBytes (--max-payload)', merged.maxPayloadBytes, 128, 16 * 1024 * 1024),
+    maxBufferedBytes: requireInteger('maxBufferedBytes (--max-buffered)', merged.maxBufferedBytes, 64 * 1024, 256 * 1024 * 1024),
     maxHeaderBytes: requireInteger('maxHeaderBytes (--max-header-size)', merged.maxHeaderBytes, 1024, 1024 * 1024),
     logLevel: logLevel as Options['logLevel'],
   });

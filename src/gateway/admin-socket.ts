@@ -53,13 +53,19 @@ export async function startAdminSocket(dataDir: string, targets: AdminTargets, l
 
   // A socket file left by a server that crashed would make listen fail with EADDRINUSE.
   await removeStaleSocket(socketPath);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(socketPath, () => {
-      server.off('error', reject);
-      resolve();
+  // The socket file is created with the process umask; a strict one closes the window before chmod.
+  const previousUmask = process.umask(0o077);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(socketPath, () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
-  });
+  } finally {
+    process.umask(previousUmask);
+  }
   fs.chmodSync(socketPath, 0o600);
   server.on('error', (error) => logger.error({ event: 'admin_socket.error', err: error }, 'admin socket error'));
   return server;

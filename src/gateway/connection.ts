@@ -22,6 +22,8 @@ export interface Connection {
 /** What a connection needs besides its socket. */
 export interface ConnectionServices {
   logger: Logger;
+  /** Outgoing bytes a socket may have queued before it is closed with 1013. */
+  maxBufferedBytes: number;
   registry: ConnectionRegistry;
   verifyToken: (token: string) => Promise<VerifiedToken>;
   findRevocation: (kind: 'browser' | 'device', token: VerifiedToken) => Promise<ErrorCode | undefined>;
@@ -55,7 +57,7 @@ export function serveConnection(connection: Connection, services: ConnectionServ
 
     const authToken = readAuthFrame(data);
     if (authToken === null) {
-      socket.send(data, { binary: false });
+      sendOrDrop(connection, services, data);
       return;
     }
     reauthenticate(connection, authToken, services).catch((error: unknown) => {
@@ -72,6 +74,23 @@ export function serveConnection(connection: Connection, services: ConnectionServ
     registry.remove(connection);
     logger.info({ event: 'connection.closed', connection_id: connection.id, close_code: code }, 'connection closed');
   });
+}
+
+/**
+ * Sends a frame unless the peer has stopped reading. A client that sends but never reads would
+ * otherwise make the server queue every reply in memory, so past the limit it is closed with 1013.
+ */
+function sendOrDrop(connection: Connection, services: ConnectionServices, data: RawData): void {
+  const { socket } = connection;
+  if (socket.bufferedAmount > services.maxBufferedBytes) {
+    services.logger.warn({ event: 'connection.slow_consumer', connection_id: connection.id, buffered_bytes: socket.bufferedAmount }, 'closing a connection that does not read its messages');
+    services.registry.remove(connection);
+    socket.close(closeCodes.tryAgainLater, 'slow_consumer');
+    // A peer that does not read will not complete the closing handshake either.
+    setTimeout(() => socket.terminate(), 1000).unref();
+    return;
+  }
+  socket.send(data, { binary: false });
 }
 
 /** Returns the token of a `{"type":"auth","token":…}` frame, or null for any other frame. */

@@ -54,5 +54,14 @@ export function pathWithoutQuery(url: string | undefined): string {
   }
   const index = url.indexOf('?');
   const path = index === -1 ? url : url.slice(0, index);
-  return path.replace(jwtLikePattern, '[redacted]');
+  // A percent-encoded token must not slip past the pattern, so the decoded form is what gets logged.
+  return safeDecode(safeDecode(path)).replace(jwtLikePattern, '[redacted]');
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
 }

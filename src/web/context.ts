@@ -18,7 +18,7 @@ export interface WebContext {
   auth: { provider: Provider };
   /** Verifies an access token exactly as the handshake does. */
   verifyToken: (token: string) => Promise<VerifiedToken>;
-  /** Verifies a session token's signature and claims but accepts it up to the refresh lifetime past `exp`, for logout. */
+  /** Verifies a session token like `verifyToken` but accepts it up to five minutes past `exp`, for logout and refresh. */
   verifyExpiredSessionToken: (token: string) => Promise<VerifiedToken>;
   bffClient: () => Promise<Configuration>;
   throttle: LoginThrottle;

@@ -31,7 +31,7 @@ async function rotateSession(context: WebContext, grantId: string): Promise<Rota
   try {
     tokens = await oauth.refreshTokenGrant(await context.bffClient(), stored.refresh_token);
   } catch (error) {
-    context.logger.warn({ event: 'session.refresh_failed', grant_id: grantId, err: summarizeOauthError(error) }, 'session refresh refused by the auth server');
+    context.logger.warn({ event: 'session.refresh_failed', grant_id: grantId, oauth_error: summarizeOauthError(error) }, 'session refresh refused by the auth server');
     await deleteBrowserSession(context.store, grantId);
     return null;
   }

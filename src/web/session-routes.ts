@@ -65,7 +65,7 @@ export function registerSessionRoutes(app: FastifyInstance, context: WebContext)
         expectedState: loginState.state,
       });
     } catch (error) {
-      context.logger.warn({ event: 'login.callback_failed', err: summarizeOauthError(error) }, 'login callback failed');
+      context.logger.warn({ event: 'login.callback_failed', oauth_error: summarizeOauthError(error) }, 'login callback failed');
       return sendError(reply.header('set-cookie', expiredCookie(loginStateCookieName)), 'login_state_invalid');
     }
 
@@ -152,7 +152,7 @@ async function endBrowserSession(context: WebContext, session: VerifiedToken): P
     try {
       await oauth.tokenRevocation(await context.bffClient(), stored.refresh_token, { token_type_hint: 'refresh_token' });
     } catch (error) {
-      context.logger.error({ event: 'session.revocation_failed', grant_id: grantId, err: summarizeOauthError(error) }, 'refresh token revocation failed');
+      context.logger.error({ event: 'session.revocation_failed', grant_id: grantId, oauth_error: summarizeOauthError(error) }, 'refresh token revocation failed');
     }
   }
 

@@ -168,3 +168,26 @@ describe('LoginThrottle', () => {
     });
   }
 });
+
+describe('LoginThrottle.reserve', () => {
+  test('parallel reservations stop at the limit', () => {
+    const throttle = new LoginThrottle({ now: () => 1_000_000 });
+    const attempt = { username: 'parallel', ip: '192.0.2.50' };
+
+    const decisions = Array.from({ length: 10 }, () => throttle.reserve(attempt));
+
+    assert.equal(decisions.filter((decision) => decision.allowed).length, 5);
+  });
+
+  test('outcomes release reservations', () => {
+    const throttle = new LoginThrottle({ now: () => 1_000_000 });
+    const attempt = { username: 'released', ip: '192.0.2.51' };
+
+    for (let index = 0; index < 4; index += 1) {
+      assert.equal(throttle.reserve(attempt).allowed, true);
+      throttle.recordSuccess(attempt);
+    }
+
+    assert.equal(throttle.reserve(attempt).allowed, true);
+  });
+});

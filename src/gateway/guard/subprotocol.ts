@@ -1,5 +1,7 @@
 import { applicationProtocol, type HandshakeCheck } from '../handshake.ts';
 
+const httpTokenPattern = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
 /**
  * Requires browsers to offer `portcullis.v1`. A browser that offered subprotocols fails the
  * connection unless the server selects one of them, and the CSRF offer must never be selected.
@@ -8,6 +10,11 @@ import { applicationProtocol, type HandshakeCheck } from '../handshake.ts';
 export const subprotocolCheck: HandshakeCheck = {
   name: 'subprotocol',
   run(state) {
+    // RFC 6455 section 4.1: each offer is an HTTP token; ws answers anything else with a bare 400.
+    if (state.offeredProtocols.some((protocol) => !httpTokenPattern.test(protocol))) {
+      return 'bad_handshake';
+    }
+
     const offersApplication = state.offeredProtocols.includes(applicationProtocol);
     if (state.kind === 'browser' && !offersApplication) {
       return 'subprotocol_required';
