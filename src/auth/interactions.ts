@@ -8,6 +8,7 @@ import { findUser } from '../store/users.ts';
 import { escapeHtml, renderPage } from '../web/html.ts';
 import type { WebContext } from '../web/context.ts';
 import { dummyVerify, verifyPassword } from './passwords.ts';
+import { gatewayClientId } from './provider.ts';
 
 const loginFailedMessage = 'Invalid username or password.';
 const throttledMessage = 'Too many failed attempts. Wait a few minutes and try again.';
@@ -63,6 +64,20 @@ async function grantFor(provider: Provider, details: Awaited<ReturnType<Provider
   return grant.save();
 }
 
+/**
+ * Tells whether an interaction must show the login form. Approving a device hands it a grant for
+ * the user, so it always requires the password, even within an existing auth-server session: a
+ * shared browser or a phished approval link must not approve with one click.
+ */
+function requiresPassword(details: Awaited<ReturnType<Provider['interactionDetails']>>): boolean {
+  if (details.prompt.name === 'login') {
+    return true;
+  }
+  // A consent step that directly follows a password login in this same flow needs no second one.
+  const justLoggedIn = details.lastSubmission?.login !== undefined;
+  return details.params.client_id !== gatewayClientId && !justLoggedIn;
+}
+
 /** Registers the login and consent steps of oidc-provider's interactions under `/interaction/:uid`. */
 export function registerInteractionRoutes(app: FastifyInstance, context: WebContext): void {
   const loadDetails = async (request: FastifyRequest, reply: FastifyReply) => {
@@ -79,7 +94,7 @@ export function registerInteractionRoutes(app: FastifyInstance, context: WebCont
       return reply.code(400).send(errorBody('login_state_invalid'));
     }
 
-    if (details.prompt.name === 'login') {
+    if (requiresPassword(details)) {
       return reply.type('text/html').header('cache-control', 'no-store')
         .send(renderLoginForm(details.uid, loginCsrfToken(context.csrfKey, details.uid), null));
     }
@@ -96,7 +111,7 @@ export function registerInteractionRoutes(app: FastifyInstance, context: WebCont
 
   app.post<{ Params: { uid: string }; Body: Record<string, unknown> }>('/interaction/:uid/login', async (request, reply) => {
     const details = await loadDetails(request, reply);
-    if (!details || details.uid !== request.params.uid || details.prompt.name !== 'login') {
+    if (!details || details.uid !== request.params.uid || !requiresPassword(details)) {
       return reply.code(400).send(errorBody('login_state_invalid'));
     }
 

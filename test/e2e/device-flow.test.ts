@@ -305,7 +305,7 @@ test('browser approval after login form', async () => {
   assert.equal(outcome.welcome?.sub, username);
 });
 
-test('browser approval with existing session', async () => {
+test('approval asks password despite session', async () => {
   const device = await addDevice(server, 'session-approved-device');
   const browser = new Browser();
   const login = await browser.follow(await browser.get('/login'));
@@ -316,6 +316,8 @@ test('browser approval with existing session', async () => {
   const result = await submitUserCode(browser, userCode, { confirm: 'yes' });
   assert.equal(result.status, 200);
   assert.match(result.page, /Device connected/);
+  // The browser already had a login session; approving a device still showed the login form.
+  assert.equal(browser.loginFormsShown, 2);
 
   const tokens = tokenSet(await pollToken(device, deviceCode));
   assert.equal(decodeJwt(tokens.accessToken).sub, username);
