@@ -262,7 +262,7 @@ async function configureRoutes(app: FastifyInstance, context: WebContext): Promi
   });
   app.setNotFoundHandler((_request, reply) => reply.code(404).send(errorBody('not_found')));
 
-  registerStaticRoutes(app);
+  await registerStaticRoutes(app);
   registerSessionRoutes(app, context);
   registerInteractionRoutes(app, context);
 }

@@ -1,5 +1,6 @@
 import { OptionsError } from '../config/options.ts';
 import { optionSources } from '../config/load.ts';
+import { deviceUsage, runDeviceCommand } from './device-connect.ts';
 import { devicesUsage, runDevices } from './devices.ts';
 import { keysUsage, runKeys } from './keys.ts';
 import { CommandError } from './output.ts';
@@ -13,6 +14,7 @@ Usage:
 ${startUsage}
 ${usersUsage}
 ${devicesUsage}
+${deviceUsage}
 ${keysUsage}
 ${sessionsUsage}
 
@@ -24,6 +26,7 @@ const commands: Record<string, (argv: string[]) => Promise<void>> = {
   start: runStart,
   users: runUsers,
   devices: runDevices,
+  device: runDeviceCommand,
   keys: runKeys,
   sessions: runSessions,
 };

@@ -28,14 +28,15 @@ function connectHost(host: string): string {
  * while no DNS lookup or outside proxy is involved.
  */
 export function createLocalFetch(target: LocalTarget): typeof fetch {
-  const ca = target.ca ? [...tls.rootCertificates, target.ca] : undefined;
+  // One context for all requests: parsing the system roots on every connection is slow.
+  const secureContext = target.ca ? tls.createSecureContext({ ca: [...tls.rootCertificates, target.ca] }) : undefined;
   const dispatcher = new Agent({
     connect(options, callback) {
       const socket = tls.connect({
         host: connectHost(target.host),
         port: target.port(),
         servername: target.servername ?? options.servername ?? options.hostname,
-        ca,
+        secureContext,
         ALPNProtocols: ['http/1.1'],
       });
       socket.once('secureConnect', () => callback(null, socket));

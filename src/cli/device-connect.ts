@@ -1,0 +1,129 @@
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { DeviceClient, type StateChange } from '../client/device.ts';
+import { parseOptionArgs, resolveOptions } from '../config/load.ts';
+import { CommandError, printLine } from './output.ts';
+import { readPasswordFromStdin } from './password-input.ts';
+
+/** Usage of `portcullis device`. */
+export const deviceUsage = `portcullis device connect <client-id> --secret-stdin [--url wss://HOST/ws] [--issuer https://HOST] [--ca FILE] [--once]`;
+
+/** The endpoint, issuer and CA a device connects with, after defaults. */
+interface Target {
+  url: string;
+  issuer: string;
+  ca: string | undefined;
+}
+
+function readCa(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new CommandError('ca_unreadable', `--ca ${file} could not be read (${(error as NodeJS.ErrnoException).code}); check the path.`, 2);
+  }
+}
+
+/** Defaults come from the server options: the public URL, and `<dataDir>/ca.pem` when it exists. */
+function resolveTarget(values: Record<string, unknown>): Target {
+  const options = resolveOptions(values, process.env);
+  const issuer = typeof values.issuer === 'string' ? values.issuer : options.publicUrl;
+  const defaultUrl = new URL('/ws', options.publicUrl);
+  defaultUrl.protocol = 'wss:';
+  const url = typeof values.url === 'string' ? values.url : defaultUrl.href;
+  if (!url.startsWith('wss://')) {
+    throw new CommandError('tls_required', `--url must start with wss://, got ${JSON.stringify(url)}.`, 2);
+  }
+
+  const defaultCa = path.join(options.dataDir, 'ca.pem');
+  const caFile = typeof values.ca === 'string' ? values.ca : fs.existsSync(defaultCa) ? defaultCa : null;
+  return { url, issuer, ca: caFile ? readCa(caFile) : undefined };
+}
+
+// One frame per line: a frame that contains a line break is printed as a JSON string.
+function frameLine(text: string): string {
+  return /[\r\n]/.test(text) ? JSON.stringify(text) : text;
+}
+
+function describe(change: StateChange): string {
+  const details = [
+    change.reason,
+    change.closeCode === undefined ? null : `close ${change.closeCode}`,
+    change.status === undefined ? null : `status ${change.status}`,
+  ].filter(Boolean).join(', ');
+  const delay = change.retryInMs === undefined ? '' : ` in ${change.retryInMs} ms`;
+  return `portcullis device: ${change.state} (${details})${delay}`;
+}
+
+/**
+ * Connects as a device and prints every received frame as one line on standard output, with state
+ * changes on standard error, until SIGINT or SIGTERM; with `once`, until the welcome frame.
+ */
+async function connectDevice(clientId: string, secret: string, target: Target, once: boolean): Promise<void> {
+  let finished!: (stop: StateChange) => void;
+  const stopped = new Promise<StateChange>((resolve) => {
+    finished = resolve;
+  });
+
+  const client = new DeviceClient({
+    url: target.url,
+    issuer: target.issuer,
+    clientId,
+    credentials: { clientSecret: secret },
+    ca: target.ca,
+    onFrame: (text) => printLine(frameLine(text)),
+    onStateChange: (change) => {
+      process.stderr.write(`${describe(change)}\n`);
+      if (change.state === 'stopped') {
+        finished(change);
+      }
+      if (once && change.state === 'open') {
+        void client.close();
+      }
+    },
+  });
+
+  const interrupt = () => void client.close();
+  process.once('SIGINT', interrupt);
+  process.once('SIGTERM', interrupt);
+  try {
+    client.connect();
+    const stop = await stopped;
+    await client.close();
+    if (stop.reason !== 'closed') {
+      throw new CommandError(stop.reason, `stopped for good: ${stop.reason}.`);
+    }
+  } finally {
+    process.off('SIGINT', interrupt);
+    process.off('SIGTERM', interrupt);
+  }
+}
+
+/** Runs `portcullis device connect`; the client secret is read from standard input. */
+export async function runDeviceCommand(argv: string[]): Promise<void> {
+  const { values, positionals } = parseOptionArgs(argv, {
+    'secret-stdin': { type: 'boolean' },
+    url: { type: 'string' },
+    issuer: { type: 'string' },
+    ca: { type: 'string' },
+    once: { type: 'boolean' },
+  });
+  const [action, clientId] = positionals;
+  if (action !== 'connect') {
+    throw new CommandError('unknown_command', `Unknown device command "${action ?? ''}".\n${deviceUsage}`, 2);
+  }
+  if (!clientId) {
+    throw new CommandError('invalid_client_id', `Give the device's client id.\n${deviceUsage}`, 2);
+  }
+  // A secret in argv would be visible to every local user through the process list.
+  if (!values['secret-stdin']) {
+    throw new CommandError('secret_required', `Pipe the client secret and pass --secret-stdin.\n${deviceUsage}`, 2);
+  }
+
+  const target = resolveTarget(values);
+  const secret = await readPasswordFromStdin();
+  if (secret === '') {
+    throw new CommandError('secret_required', 'Standard input held no client secret.', 2);
+  }
+  await connectDevice(clientId, secret, target, Boolean(values.once));
+}

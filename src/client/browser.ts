@@ -1,0 +1,306 @@
+// The browser SDK (`portcullis/client`): no Node imports, so esbuild can bundle it as one ES module.
+// The session cookie is HttpOnly, so this code never reads a token, only the CSRF token from /session.
+
+import { Backoff, type BackoffOptions } from './backoff.ts';
+import {
+  decideOnClose,
+  mayRefreshNow,
+  parseControlFrame,
+  refreshDelayMs,
+  type ClientState,
+  type StateChange,
+  type TokenTiming,
+  type Welcome,
+} from './policy.ts';
+
+export { PortcullisClientError } from './policy.ts';
+export type { BackoffOptions, StateChange, Welcome };
+
+/** States of the browser client; `unauthenticated` means the user must log in again. */
+export type BrowserClientState = ClientState | 'unauthenticated';
+
+/** Options of `createBrowserClient`. */
+export interface BrowserClientOptions {
+  /** Gateway endpoint. Default: `wss://` and the page's host, path `/ws`. */
+  url?: string;
+  /** Receives every text frame that is not a control frame (`welcome`, `expiring`, `auth_ok`). */
+  onMessage?: (text: string) => void;
+  onStateChange?: (change: StateChange<BrowserClientState>) => void;
+  /** Called when the server confirms a session refresh on the socket, with the expiry in epoch seconds. */
+  onTokenRefreshed?: (expiresAt: number) => void;
+  /** Seconds before the session token expires at which `/session/refresh` is called. Default 60. */
+  refreshMarginSeconds?: number;
+  /** Reconnect delays. Default: base 500 ms, cap 30 s. */
+  backoff?: BackoffOptions;
+  /** An open connection that lasted this long resets the backoff, in milliseconds. Default 10000. */
+  stableOpenMs?: number;
+}
+
+/** A browser connection to the gateway, authenticated by the session cookie. */
+export interface BrowserClient {
+  readonly state: BrowserClientState | 'idle';
+  /** Starts connecting; also starts again after `stopped` or `unauthenticated`. */
+  connect(): void;
+  /** Sends a text frame; returns false when no connection is open. */
+  send(text: string): boolean;
+  /** Calls `POST /session/refresh` now; resolves when the session is extended. */
+  refresh(): Promise<void>;
+  /** Stops for good: clears timers and closes the socket with 1000. */
+  close(): void;
+}
+
+/** Subprotocol of the gateway; the CSRF token rides as a second offer. */
+const applicationProtocol = 'portcullis.v1';
+// Bounds each /session request, so a stalled request cannot stall reconnecting.
+const sessionRequestTimeoutMs = 10_000;
+
+/** The body of `GET /session` and, in part, of `POST /session/refresh`. */
+interface SessionInfo {
+  expires_at: number;
+  csrf_token?: string;
+}
+
+type Outcome = { ok: true; session: SessionInfo } | { ok: false; unauthenticated: boolean; status?: number };
+
+async function sessionRequest(path: string, init: RequestInit): Promise<Outcome> {
+  let response: Response;
+  try {
+    response = await fetch(path, { ...init, credentials: 'same-origin', cache: 'no-store', signal: AbortSignal.timeout(sessionRequestTimeoutMs) });
+  } catch {
+    return { ok: false, unauthenticated: false };
+  }
+  if (response.status === 401) {
+    return { ok: false, unauthenticated: true, status: 401 };
+  }
+
+  const body = response.ok ? await response.json().catch(() => null) as SessionInfo | null : null;
+  if (!body || typeof body.expires_at !== 'number') {
+    return { ok: false, unauthenticated: false, status: response.status };
+  }
+  return { ok: true, session: body };
+}
+
+function defaultUrl(): string {
+  const url = new URL('/ws', location.href);
+  url.protocol = 'wss:';
+  return url.href;
+}
+
+/** The request of `POST /session/refresh`, which must carry the CSRF token. */
+const refreshRequest = (csrfToken: string): RequestInit => ({ method: 'POST', headers: { 'X-CSRF-Token': csrfToken } });
+
+/** The client behind `createBrowserClient`; one socket at a time, replaced on every reconnect. */
+class BrowserConnection implements BrowserClient {
+  private readonly options: BrowserClientOptions;
+  private readonly backoff: Backoff;
+  private readonly refreshBackoff: Backoff;
+  private current: BrowserClientState | 'idle' = 'idle';
+  private socket: WebSocket | null = null;
+  private csrfToken = '';
+  private timing: TokenTiming | null = null;
+  private refreshBeforeConnect = false;
+  private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  private refreshTimer: ReturnType<typeof setTimeout> | undefined;
+  private refreshing: Promise<void> | null = null;
+  // Bumped by connect() and finish(), so a run that awaited across them gives up.
+  private generation = 0;
+
+  constructor(options: BrowserClientOptions) {
+    this.options = options;
+    this.backoff = new Backoff(options.backoff);
+    this.refreshBackoff = new Backoff(options.backoff);
+  }
+
+  get state(): BrowserClientState | 'idle' {
+    return this.current;
+  }
+
+  connect(): void {
+    if (this.current !== 'idle' && this.current !== 'stopped' && this.current !== 'unauthenticated') {
+      return;
+    }
+    this.generation += 1;
+    this.backoff.reset();
+    this.refreshBeforeConnect = false;
+    void this.run('started');
+  }
+
+  send(text: string): boolean {
+    if (this.current !== 'open' || this.socket?.readyState !== WebSocket.OPEN) {
+      return false;
+    }
+    this.socket.send(text);
+    return true;
+  }
+
+  refresh(): Promise<void> {
+    if (!this.refreshing) {
+      this.refreshing = this.refreshSession().finally(() => {
+        this.refreshing = null;
+      });
+    }
+    return this.refreshing;
+  }
+
+  close(): void {
+    if (this.current !== 'stopped' && this.current !== 'unauthenticated') {
+      this.finish({ state: 'stopped', reason: 'closed' });
+    }
+  }
+
+  private async run(reason: string): Promise<void> {
+    const generation = this.generation;
+    this.transition({ state: 'connecting', reason });
+    if (this.refreshBeforeConnect) {
+      const refreshed = await sessionRequest('/session/refresh', refreshRequest(this.csrfToken));
+      if (generation !== this.generation) {
+        return;
+      }
+      if (!refreshed.ok && refreshed.unauthenticated) {
+        this.finish({ state: 'unauthenticated', reason: 'login_required', status: 401 });
+        return;
+      }
+      this.refreshBeforeConnect = false;
+    }
+
+    // Every attempt reads /session first: a browser hides why a handshake failed, but a 401 from
+    // /session shows that the session has ended.
+    const outcome = await sessionRequest('/session', { method: 'GET' });
+    if (generation !== this.generation) {
+      return;
+    }
+    if (!outcome.ok && outcome.unauthenticated) {
+      this.finish({ state: 'unauthenticated', reason: 'login_required', status: 401 });
+      return;
+    }
+    if (!outcome.ok) {
+      this.retry('session_unavailable', { status: outcome.status });
+      return;
+    }
+
+    this.remember(outcome.session);
+    this.openSocket();
+  }
+
+  private openSocket(): void {
+    const socket = new WebSocket(this.options.url ?? defaultUrl(), [applicationProtocol, `portcullis.csrf.${this.csrfToken}`]);
+    const attempt = { welcomed: false, openedAtMs: null as number | null };
+    this.socket = socket;
+
+    socket.addEventListener('open', () => {
+      attempt.openedAtMs = Date.now();
+    });
+    socket.addEventListener('message', (event: MessageEvent) => {
+      if (typeof event.data === 'string') {
+        this.receive(attempt, event.data);
+      }
+    });
+    socket.addEventListener('close', (event: CloseEvent) => {
+      if (this.socket === socket) {
+        this.closed(attempt, event);
+      }
+    });
+  }
+
+  private receive(attempt: { welcomed: boolean }, text: string): void {
+    const frame = parseControlFrame(text);
+    if (!frame) {
+      this.options.onMessage?.(text);
+      return;
+    }
+
+    if (frame.type === 'welcome' && !attempt.welcomed) {
+      attempt.welcomed = true;
+      this.scheduleRefresh();
+      this.transition({ state: 'open', reason: 'welcome', welcome: frame.welcome });
+      return;
+    }
+    if (frame.type === 'auth_ok') {
+      this.options.onTokenRefreshed?.(frame.expiresAt);
+      return;
+    }
+    if (frame.type === 'expiring' && this.timing && mayRefreshNow(this.timing, Date.now())) {
+      this.refreshSoon(0);
+    }
+  }
+
+  private closed(attempt: { welcomed: boolean; openedAtMs: number | null }, event: CloseEvent): void {
+    this.socket = null;
+    clearTimeout(this.refreshTimer);
+    if (attempt.welcomed && attempt.openedAtMs !== null && Date.now() - attempt.openedAtMs >= (this.options.stableOpenMs ?? 10_000)) {
+      this.backoff.reset();
+    }
+
+    const decision = decideOnClose(event.code, event.reason);
+    if (decision.action === 'stop') {
+      this.finish({ state: 'stopped', reason: decision.reason, closeCode: event.code });
+      return;
+    }
+    this.refreshBeforeConnect = decision.action === 'refresh_then_reconnect';
+    this.retry(decision.reason, { closeCode: event.code });
+  }
+
+  private async refreshSession(): Promise<void> {
+    const outcome = await sessionRequest('/session/refresh', refreshRequest(this.csrfToken));
+    if (outcome.ok) {
+      this.remember(outcome.session);
+      this.refreshBackoff.reset();
+      this.scheduleRefresh();
+      return;
+    }
+    if (outcome.unauthenticated) {
+      this.finish({ state: 'unauthenticated', reason: 'login_required', status: 401 });
+      return;
+    }
+    // The socket stays usable until the token expires; the server then closes it with 4401.
+    if (this.current === 'open') {
+      this.refreshSoon(this.refreshBackoff.next());
+    }
+  }
+
+  private remember(session: SessionInfo): void {
+    this.timing = { receivedAtMs: Date.now(), expiresAtMs: session.expires_at * 1000 };
+    this.csrfToken = session.csrf_token ?? this.csrfToken;
+  }
+
+  private scheduleRefresh(): void {
+    if (this.timing) {
+      this.refreshSoon(refreshDelayMs(this.timing, this.options.refreshMarginSeconds ?? 60, Date.now()));
+    }
+  }
+
+  private refreshSoon(delayMs: number): void {
+    clearTimeout(this.refreshTimer);
+    this.refreshTimer = setTimeout(() => void this.refresh(), delayMs);
+  }
+
+  private retry(reason: string, detail: Pick<StateChange, 'closeCode' | 'status'> = {}): void {
+    const retryInMs = this.backoff.next();
+    this.transition({ state: 'reconnecting', reason, retryInMs, ...detail });
+    this.reconnectTimer = setTimeout(() => void this.run(reason), retryInMs);
+  }
+
+  private finish(change: StateChange<BrowserClientState>): void {
+    this.generation += 1;
+    clearTimeout(this.reconnectTimer);
+    clearTimeout(this.refreshTimer);
+    const socket = this.socket;
+    this.socket = null;
+    this.transition(change);
+    socket?.close(1000);
+  }
+
+  private transition(change: StateChange<BrowserClientState>): void {
+    this.current = change.state;
+    this.options.onStateChange?.(change);
+  }
+}
+
+/**
+ * Creates a browser client: it reads `/session`, opens the socket with the CSRF subprotocol,
+ * refreshes the session before it expires, and reconnects with full-jitter backoff. A 401 from
+ * `/session` or `/session/refresh` ends in `unauthenticated`; close code 4403 ends in `stopped`.
+ */
+export function createBrowserClient(options: BrowserClientOptions): BrowserClient {
+  return new BrowserConnection(options);
+}

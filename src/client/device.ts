@@ -1,0 +1,367 @@
+import WebSocket from 'ws';
+
+import { Backoff, type BackoffOptions } from './backoff.ts';
+import {
+  decideOnClose,
+  decideOnRejection,
+  mayRefreshNow,
+  parseControlFrame,
+  parseRetryAfter,
+  PortcullisClientError,
+  refreshDelayMs,
+  type ClientState,
+  type Decision,
+  type Rejection,
+  type StateChange,
+  type Welcome,
+} from './policy.ts';
+import { trustContext } from './trust.ts';
+import type { ClientLogger, DeviceClientOptions } from './device-options.ts';
+import { TokenSource, type AccessToken, type DeviceCredentials, type RefreshTokenStore } from './token-source.ts';
+
+export { Backoff, PortcullisClientError };
+export type { BackoffOptions, ClientLogger, ClientState, DeviceClientOptions, DeviceCredentials, RefreshTokenStore, StateChange, Welcome };
+
+/** The subprotocol the device offers. */
+export const applicationProtocol = 'portcullis.v1';
+
+const silentLogger: ClientLogger = { debug() {}, info() {}, warn() {} };
+
+/** The socket of one connection attempt and what is known about it. */
+interface Attempt {
+  socket: WebSocket;
+  tokenWasFresh: boolean;
+  rejection: Rejection | null;
+  welcome: Welcome | null;
+  openedAtMs: number | null;
+  /** Resolvers of `refresh` calls waiting for `auth_ok`. */
+  authWaiters: Array<() => void>;
+}
+
+/**
+ * A long-lived device connection to a Portcullis gateway. It gets tokens with openid-client,
+ * refreshes them in band before they expire, and reconnects with full-jitter backoff. Close codes
+ * and handshake statuses decide between reconnecting and stopping for good.
+ */
+export class DeviceClient {
+  private readonly options: DeviceClientOptions;
+  private readonly logger: ClientLogger;
+  private readonly tokens: TokenSource;
+  private readonly backoff: Backoff;
+  private readonly refreshBackoff: Backoff;
+  private current: ClientState | 'idle' = 'idle';
+  private attempt: Attempt | null = null;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private refreshTimer: NodeJS.Timeout | null = null;
+  private welcomeTimer: NodeJS.Timeout | null = null;
+  private refreshing: Promise<void> | null = null;
+  private closing: Promise<void> | null = null;
+
+  constructor(options: DeviceClientOptions) {
+    if (!/^wss:\/\//i.test(options.url) || !URL.canParse(options.url)) {
+      throw new PortcullisClientError('invalid_url', `url must be a wss:// URL such as wss://localhost:8443/ws, got ${JSON.stringify(options.url)}.`, false);
+    }
+    this.options = options;
+    this.logger = options.logger ?? silentLogger;
+    this.tokens = new TokenSource(options);
+    this.backoff = new Backoff(options.backoff);
+    this.refreshBackoff = new Backoff(options.backoff);
+  }
+
+  /** Current state; `idle` before `connect`. */
+  get state(): ClientState | 'idle' {
+    return this.current;
+  }
+
+  /**
+   * Starts connecting; later failures are reported through `onStateChange`, not thrown. A stopped
+   * client cannot start again: create a new one.
+   */
+  connect(): void {
+    if (this.current !== 'idle') {
+      return;
+    }
+    this.openGuarded('started');
+  }
+
+  /** Sends a text frame; returns false when no connection is open. */
+  send(text: string): boolean {
+    if (this.current !== 'open' || this.attempt?.socket.readyState !== WebSocket.OPEN) {
+      return false;
+    }
+    this.attempt.socket.send(text);
+    return true;
+  }
+
+  /**
+   * Gets a new access token and, on an open connection, sends it in band and waits for `auth_ok`
+   * or the end of the connection. Concurrent calls share one token request.
+   */
+  refresh(): Promise<void> {
+    if (this.current === 'stopped') {
+      return Promise.reject(new PortcullisClientError('closed', 'The client is stopped.', false));
+    }
+    if (!this.refreshing) {
+      this.refreshing = this.refreshInBand().finally(() => {
+        this.refreshing = null;
+      });
+    }
+    return this.refreshing;
+  }
+
+  /** Stops for good: clears every timer, closes the socket with 1000 and releases HTTP connections. */
+  close(): Promise<void> {
+    this.stop({ state: 'stopped', reason: 'closed' });
+    return this.closing!;
+  }
+
+  // A bug here must end in a `stopped` state, not in an unhandled rejection.
+  private openGuarded(reason: string): void {
+    this.open(reason).catch((error: unknown) => {
+      this.logger.warn({ event: 'client.failed', client_id: this.options.clientId, type: (error as Error)?.name }, 'connecting failed with an unexpected error');
+      this.stop({ state: 'stopped', reason: 'client_error' });
+    });
+  }
+
+  private async open(reason: string): Promise<void> {
+    this.reconnectTimer = null;
+    this.transition({ state: 'connecting', reason });
+
+    let token: AccessToken;
+    let fresh: boolean;
+    try {
+      ({ token, fresh } = await this.usableToken());
+    } catch (error) {
+      this.follow(this.tokenDecision(error), {});
+      return;
+    }
+    if (this.current !== 'connecting') {
+      return;
+    }
+
+    const socket = new WebSocket(this.options.url, [applicationProtocol], {
+      headers: { Authorization: `Bearer ${token.value}`, 'X-Client-Id': this.options.clientId },
+      // Passed on to tls.connect; `ws` does not list it in its option types.
+      ...{ secureContext: trustContext(this.options.ca) },
+      handshakeTimeout: this.options.handshakeTimeoutMs ?? 10_000,
+      maxPayload: this.options.maxPayloadBytes ?? 1024 * 1024,
+      perMessageDeflate: false,
+      followRedirects: false,
+    });
+    const attempt: Attempt = { socket, tokenWasFresh: fresh, rejection: null, welcome: null, openedAtMs: null, authWaiters: [] };
+    this.attempt = attempt;
+    this.watch(attempt);
+  }
+
+  /** The cached token while it is not yet due for refresh, otherwise a new one. */
+  private async usableToken(): Promise<{ token: AccessToken; fresh: boolean }> {
+    const cached = this.tokens.current;
+    if (cached && refreshDelayMs(cached, this.marginSeconds, Date.now()) > 0) {
+      return { token: cached, fresh: false };
+    }
+    return { token: await this.tokens.fetch(), fresh: true };
+  }
+
+  private watch(attempt: Attempt): void {
+    const { socket } = attempt;
+
+    socket.once('unexpected-response', (_request, response) => {
+      const header = response.headers['x-portcullis-error'];
+      attempt.rejection = {
+        status: response.statusCode ?? 0,
+        code: typeof header === 'string' ? header : null,
+        retryAfterMs: parseRetryAfter(response.headers['retry-after'], Date.now()),
+      };
+      response.resume();
+      socket.terminate();
+    });
+
+    socket.once('open', () => {
+      attempt.openedAtMs = Date.now();
+      // The upgrade alone is not success: the server names the connection in its welcome frame.
+      this.welcomeTimer = setTimeout(() => socket.terminate(), this.options.handshakeTimeoutMs ?? 10_000);
+    });
+
+    socket.on('message', (data, isBinary) => {
+      if (!isBinary) {
+        this.receive(attempt, data.toString());
+      }
+    });
+
+    // Every failure also ends in 'close', which decides what happens next.
+    socket.on('error', (error: NodeJS.ErrnoException) => {
+      this.logger.debug({ event: 'client.socket_failed', code: error.code ?? error.name }, 'socket error');
+    });
+
+    socket.once('close', (code, reason) => this.closed(attempt, code, reason.toString()));
+  }
+
+  private receive(attempt: Attempt, text: string): void {
+    this.notify(() => this.options.onFrame?.(text));
+    const frame = parseControlFrame(text);
+    if (!frame) {
+      this.notify(() => this.options.onMessage?.(text));
+      return;
+    }
+
+    if (frame.type === 'welcome' && !attempt.welcome) {
+      this.clearTimer('welcomeTimer');
+      attempt.welcome = frame.welcome;
+      this.scheduleRefresh();
+      this.transition({ state: 'open', reason: 'welcome', welcome: frame.welcome });
+      return;
+    }
+    if (frame.type === 'auth_ok') {
+      attempt.authWaiters.splice(0).forEach((resolve) => resolve());
+      this.logger.info({ event: 'client.refreshed', client_id: this.options.clientId, expires_at: frame.expiresAt }, 'token refreshed in band');
+      this.notify(() => this.options.onTokenRefreshed?.(frame.expiresAt));
+      return;
+    }
+    const token = this.tokens.current;
+    if (frame.type === 'expiring' && token && mayRefreshNow(token, Date.now())) {
+      this.refreshSoon(0);
+    }
+  }
+
+  private closed(attempt: Attempt, code: number, reason: string): void {
+    attempt.authWaiters.splice(0).forEach((resolve) => resolve());
+    if (this.attempt !== attempt) {
+      return;
+    }
+    this.attempt = null;
+    this.clearTimer('welcomeTimer');
+    this.clearTimer('refreshTimer');
+    if (this.current === 'stopped') {
+      return;
+    }
+
+    if (attempt.welcome && attempt.openedAtMs !== null && Date.now() - attempt.openedAtMs >= (this.options.stableOpenMs ?? 10_000)) {
+      this.backoff.reset();
+    }
+    const decision = attempt.rejection ? decideOnRejection(attempt.rejection, attempt.tokenWasFresh) : decideOnClose(code, reason);
+    this.follow(decision, attempt.rejection ? { status: attempt.rejection.status } : { closeCode: code });
+  }
+
+  private follow(decision: Decision, detail: Pick<StateChange, 'closeCode' | 'status'>): void {
+    if (this.current === 'stopped') {
+      return;
+    }
+    if (decision.action === 'stop') {
+      this.stop({ state: 'stopped', reason: decision.reason, ...detail });
+      return;
+    }
+
+    if (decision.action === 'refresh_then_reconnect') {
+      this.tokens.invalidate();
+    }
+    const notBeforeMs = decision.action === 'reconnect' ? decision.notBeforeMs ?? 0 : 0;
+    const retryInMs = Math.max(this.backoff.next(), notBeforeMs);
+    this.transition({ state: 'reconnecting', reason: decision.reason, retryInMs, ...detail });
+    this.reconnectTimer = setTimeout(() => this.openGuarded(decision.reason), retryInMs);
+  }
+
+  private tokenDecision(error: unknown): Decision {
+    const failure = error instanceof PortcullisClientError ? error : new PortcullisClientError('token_request_failed', 'The token request failed.', true);
+    return failure.retryable ? { action: 'reconnect', reason: failure.code } : { action: 'stop', reason: failure.code };
+  }
+
+  private async refreshInBand(): Promise<void> {
+    const token = await this.tokens.fetch();
+    const attempt = this.attempt;
+    if (this.current !== 'open' || !attempt?.welcome || attempt.socket.readyState !== WebSocket.OPEN) {
+      return;
+    }
+
+    const confirmed = new Promise<void>((resolve) => attempt.authWaiters.push(resolve));
+    attempt.socket.send(JSON.stringify({ type: 'auth', token: token.value }));
+    await confirmed;
+    this.refreshBackoff.reset();
+    this.scheduleRefresh();
+  }
+
+  private scheduleRefresh(): void {
+    const token = this.tokens.current;
+    if (token) {
+      this.refreshSoon(refreshDelayMs(token, this.marginSeconds, Date.now()));
+    }
+  }
+
+  /** Runs `refresh` after `delayMs`; a failure that may pass is retried with backoff, any other stops. */
+  private refreshSoon(delayMs: number): void {
+    this.clearTimer('refreshTimer');
+    this.refreshTimer = setTimeout(() => {
+      this.refreshTimer = null;
+      this.refresh().catch((error: unknown) => {
+        const decision = this.tokenDecision(error);
+        this.logger.warn({ event: 'client.refresh_failed', client_id: this.options.clientId, code: decision.reason }, 'in-band refresh failed');
+        if (decision.action === 'stop') {
+          this.stop({ state: 'stopped', reason: decision.reason });
+          return;
+        }
+        // The connection stays usable until the old token expires; the server then closes it with 4401.
+        if (this.current === 'open') {
+          this.refreshSoon(this.refreshBackoff.next());
+        }
+      });
+    }, delayMs);
+    // An open socket keeps the process alive; this timer alone must not.
+    this.refreshTimer.unref();
+  }
+
+  private stop(change: StateChange): void {
+    if (this.current === 'stopped') {
+      return;
+    }
+    this.clearTimer('reconnectTimer');
+    this.clearTimer('refreshTimer');
+    this.clearTimer('welcomeTimer');
+    const attempt = this.attempt;
+    this.attempt = null;
+    this.transition(change);
+    if (attempt) {
+      attempt.authWaiters.splice(0).forEach((resolve) => resolve());
+      if (attempt.socket.readyState === WebSocket.OPEN) {
+        attempt.socket.close(1000);
+      } else {
+        attempt.socket.terminate();
+      }
+    }
+    this.closing = this.tokens.close();
+  }
+
+  private transition(change: StateChange): void {
+    this.current = change.state;
+    this.logger.info({
+      event: 'client.state_changed',
+      client_id: this.options.clientId,
+      state: change.state,
+      reason: change.reason,
+      close_code: change.closeCode,
+      status: change.status,
+      retry_in_ms: change.retryInMs,
+      connection_id: change.welcome?.connectionId,
+    }, `device client ${change.state}`);
+    this.notify(() => this.options.onStateChange?.(change));
+  }
+
+  // A throwing application callback must not break the reconnect logic that called it.
+  private notify(callback: () => void): void {
+    try {
+      callback();
+    } catch (error) {
+      this.logger.warn({ event: 'client.callback_failed', type: (error as Error)?.name }, 'an application callback threw');
+    }
+  }
+
+  private clearTimer(name: 'reconnectTimer' | 'refreshTimer' | 'welcomeTimer'): void {
+    const timer = this[name];
+    if (timer) {
+      clearTimeout(timer);
+      this[name] = null;
+    }
+  }
+
+  private get marginSeconds(): number {
+    return this.options.refreshMarginSeconds ?? 60;
+  }
+}

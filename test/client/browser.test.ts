@@ -1,0 +1,186 @@
+// The browser SDK as a page loads it: the bundle the server serves at /static/portcullis-client.js,
+// in Debian's Chromium, over real TLS, with a session from the real login pages.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+
+import type { Page } from 'playwright-core';
+
+import { scriptedLogin } from '../support/browser-login.ts';
+import { launchChromium, type TestBrowser } from '../support/chromium.ts';
+import { addUser, startTestServer, temporaryDataDir, type TestServer } from '../support/server.ts';
+
+const username = 'sdk-browser-user';
+const password = 'sdk browser password';
+const bundlePath = '/static/portcullis-client.js';
+// A safety stop for each step; no assertion depends on how long anything took.
+const stepTimeout = { timeout: 60_000 };
+
+/** What the page's client reported, in order. */
+type PageEvent =
+  | { kind: 'state'; state: string; reason: string; closeCode?: number; status?: number; welcome?: { connectionId: string; sub: string; clientId: string } }
+  | { kind: 'message'; text: string }
+  | { kind: 'refreshed'; expiresAt: number };
+
+/** The globals the page script below sets. */
+interface PageGlobals {
+  portcullisEvents: PageEvent[];
+  portcullisClient: { connect(): void; send(text: string): boolean; refresh(): Promise<void>; close(): void };
+}
+
+let server: TestServer;
+let browser: TestBrowser;
+let page: Page;
+
+before(async () => {
+  server = await startTestServer();
+  await addUser(server, username, password);
+  browser = await launchChromium([path.join(server.dataDir, 'tls/server.pem')]);
+  const session = await scriptedLogin(server, username, password);
+  await browser.context.addCookies([{ name: '__Host-portcullis-session', value: session.sessionToken, url: server.url, secure: true, httpOnly: true, sameSite: 'Strict' }]);
+  page = await browser.context.newPage();
+  await page.goto(`${server.url}/`);
+}, stepTimeout);
+
+after(async () => {
+  await browser?.close();
+  await server?.close();
+});
+
+function events(): Promise<PageEvent[]> {
+  return page.evaluate(() => (window as unknown as PageGlobals).portcullisEvents);
+}
+
+/**
+ * Waits until the page's client has reported `count` events whose `field` equals `value`. The
+ * predicate is a function, not a string: the page's CSP forbids the eval a string predicate needs.
+ */
+async function waitForEvent(field: 'kind' | 'state', value: string, target: Page = page, count = 1): Promise<void> {
+  await target.waitForFunction(
+    (wanted) => ((window as unknown as Partial<PageGlobals>).portcullisEvents ?? [])
+      .filter((event) => (event as Record<string, unknown>)[wanted.field] === wanted.value).length >= wanted.count,
+    { field, value, count },
+    { timeout: 30_000 },
+  );
+}
+
+function logLines(): Array<Record<string, unknown>> {
+  return server.logs.map((line) => JSON.parse(line) as Record<string, unknown>);
+}
+
+test('server serves the bundle', stepTimeout, async () => {
+  const response = await server.fetch(`${server.url}${bundlePath}`);
+  const body = await response.text();
+
+  assert.equal(response.status, 200, `the server does not serve ${bundlePath} yet`);
+  assert.match(response.headers.get('content-type') ?? '', /^(text|application)\/javascript/);
+  assert.match(body, /export\s*\{[^}]*createBrowserClient/);
+  assert.doesNotMatch(body, /from\s*["']node:|require\(/);
+});
+
+/**
+ * Returns the page script that loads the bundle and starts a client with `options` (JSON), recording its
+ * callbacks in `window.portcullisEvents`. It is a string: tsx would otherwise add its `__name`
+ * helper to functions sent to the page, which the page does not have.
+ */
+function startClientScript(options: Record<string, unknown> = {}): string {
+  return `(async () => {
+  const { createBrowserClient } = await import(${JSON.stringify(bundlePath)});
+  const events = [];
+  window.portcullisEvents = events;
+  window.portcullisClient = createBrowserClient({
+    ...${JSON.stringify(options)},
+    onStateChange: (change) => events.push({ kind: 'state', ...change }),
+    onMessage: (text) => events.push({ kind: 'message', text }),
+    onTokenRefreshed: (expiresAt) => events.push({ kind: 'refreshed', expiresAt }),
+  });
+  window.portcullisClient.connect();
+})()`;
+}
+
+test('connects and receives welcome', stepTimeout, async () => {
+  await page.evaluate(startClientScript());
+  await waitForEvent('state', 'open');
+
+  const states = (await events()).filter((event) => event.kind === 'state');
+  assert.deepEqual(states.map((event) => [event.state, event.reason]), [['connecting', 'started'], ['open', 'welcome']]);
+  const { welcome } = states[1];
+  assert.equal(welcome?.sub, username);
+  assert.equal(welcome?.clientId, 'portcullis-gateway');
+  const accepted = logLines().filter((line) => line.event === 'handshake.accepted' && line.connection_id === welcome?.connectionId);
+  assert.deepEqual(accepted.map((line) => [line.kind, line.sub]), [['browser', username]]);
+});
+
+test('echo reaches onMessage', stepTimeout, async () => {
+  const sent = await page.evaluate(() => (window as unknown as PageGlobals).portcullisClient.send('hello from the browser sdk'));
+  await waitForEvent('kind', 'message');
+
+  assert.equal(sent, true);
+  const messages = (await events()).filter((event) => event.kind === 'message');
+  assert.deepEqual(messages, [{ kind: 'message', text: 'hello from the browser sdk' }]);
+});
+
+test('session refresh confirmed on socket', stepTimeout, async () => {
+  await page.evaluate(() => (window as unknown as PageGlobals).portcullisClient.refresh());
+  await waitForEvent('kind', 'refreshed');
+
+  const all = await events();
+  assert.equal(all.filter((event) => event.kind === 'refreshed').length, 1);
+  assert.deepEqual(all.filter((event) => event.kind === 'state').map((event) => event.state), ['connecting', 'open']);
+  assert.equal(logLines().filter((line) => line.event === 'session.refreshed' && line.sub === username).length, 1);
+});
+
+test('logout stops with 4403', stepTimeout, async () => {
+  const status = await page.evaluate(async () => {
+    const session = await (await fetch('/session')).json() as { csrf_token: string };
+    const response = await fetch('/logout', { method: 'POST', headers: { 'X-CSRF-Token': session.csrf_token } });
+    return response.status;
+  });
+  await waitForEvent('state', 'stopped');
+
+  assert.equal(status, 200);
+  const last = (await events()).filter((event) => event.kind === 'state').at(-1);
+  assert.deepEqual(last, { kind: 'state', state: 'stopped', reason: 'token_revoked', closeCode: 4403 });
+});
+
+test('logged out reconnect is unauthenticated', stepTimeout, async () => {
+  const logStart = server.logs.length;
+  await page.evaluate(() => (window as unknown as PageGlobals).portcullisClient.connect());
+  await waitForEvent('state', 'unauthenticated');
+
+  const last = (await events()).filter((event) => event.kind === 'state').slice(-2);
+  assert.deepEqual(last, [
+    { kind: 'state', state: 'connecting', reason: 'started' },
+    { kind: 'state', state: 'unauthenticated', reason: 'login_required', status: 401 },
+  ]);
+  // /session returned 401, so the client did not try a handshake.
+  assert.equal(server.logs.slice(logStart).filter((line) => line.includes('"event":"handshake.')).length, 0);
+});
+
+test('refreshes before expiry on its own', stepTimeout, async () => {
+  // The same TLS files as the first server, because the browser trusts only that server's key.
+  const dataDir = temporaryDataDir();
+  fs.copyFileSync(path.join(server.dataDir, 'ca.pem'), path.join(dataDir, 'ca.pem'));
+  fs.cpSync(path.join(server.dataDir, 'tls'), path.join(dataDir, 'tls'), { recursive: true });
+  const shortLived = await startTestServer({ dataDir, accessTokenTtlSeconds: 30 });
+  const otherPage = await browser.context.newPage();
+  try {
+    await addUser(shortLived, username, password);
+    const session = await scriptedLogin(shortLived, username, password);
+    await browser.context.addCookies([{ name: '__Host-portcullis-session', value: session.sessionToken, url: shortLived.url, secure: true, httpOnly: true, sameSite: 'Strict' }]);
+    await otherPage.goto(`${shortLived.url}/`);
+
+    // With 30 s tokens and a 27 s margin, the refresh is due 3 s after each token arrives.
+    await otherPage.evaluate(startClientScript({ refreshMarginSeconds: 27 }));
+    await waitForEvent('kind', 'refreshed', otherPage, 2);
+
+    const all = await otherPage.evaluate(() => (window as unknown as PageGlobals).portcullisEvents);
+    assert.deepEqual(all.filter((event) => event.kind === 'state').map((event) => event.state), ['connecting', 'open']);
+    const refreshes = shortLived.logs.filter((line) => line.includes('"event":"session.refreshed"'));
+    assert.ok(refreshes.length >= 2, `the server logged ${refreshes.length} session refreshes`);
+  } finally {
+    await otherPage.close();
+    await shortLived.close();
+  }
+});
