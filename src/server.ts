@@ -54,7 +54,7 @@ export interface RunningServer {
 const pruneIntervalMs = 10 * 60_000;
 // How long after expiry a session cookie may still be used for logout and refresh.
 const sessionGraceSeconds = 300;
-// `portcullis keys rotate` also tells a running server at once through the admin socket.
+// `portcullis keys rotate` also notifies a running server at once through the admin socket.
 const keyPollIntervalMs = 5_000;
 // Events are read within a second; a day covers any server that was briefly stopped.
 const revocationEventRetentionSeconds = 86_400;

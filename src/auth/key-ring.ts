@@ -6,7 +6,7 @@ import { loadSigningKeys, signingKeysFingerprint } from '../store/signing-keys.t
 
 /**
  * The auth server's signing keys as currently stored. A rotation by `portcullis keys rotate` in
- * another process is picked up by `reload()`, which the server calls when told through the admin
+ * another process is picked up by `reload()`, which the server calls on a request through the admin
  * socket and on a timer.
  */
 export class SigningKeyRing {
@@ -20,7 +20,7 @@ export class SigningKeyRing {
    */
   constructor(private readonly store: Store, private readonly retentionSeconds: number, private readonly logger: Logger) {}
 
-  /** The current private JWKs, active key first. A new array is returned after every change. */
+  /** Returns the current private JWKs, active key first; a new array after every change. */
   current(): JWK[] {
     return this.keys;
   }

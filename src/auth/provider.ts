@@ -165,7 +165,7 @@ function logProviderEvents(provider: Provider, logger: Logger): void {
     logger.info({ event: 'token.issued', client_id: clientId(ctx), grant_type: ctx.oidc.params?.grant_type }, 'token issued');
   });
   provider.on('grant.error', (ctx: KoaContextWithOIDC, error: Error & { error?: string; error_detail?: string }) => {
-    // `error_detail` is oidc-provider's internal reason, e.g. a missing assertion claim; it holds no credential.
+    // `error_detail` is oidc-provider's internal reason, e.g. a missing assertion claim, and contains no credential.
     logger.warn({ event: 'token.rejected', client_id: clientId(ctx), error: error.error ?? error.name, detail: error.error_detail }, 'token request rejected');
   });
   provider.on('grant.revoked', (ctx: KoaContextWithOIDC, grantId: string) => {

@@ -10,7 +10,7 @@ portcullis keys rotate`;
 
 /**
  * Runs `portcullis keys <action>`. `list` shows signing keys by `kid`, never their private parts;
- * `rotate` adds a new active key and tells a running server to sign with it at once.
+ * `rotate` adds a new active key and notifies a running server, which signs with it at once.
  */
 export async function runKeys(argv: string[]): Promise<void> {
   const { values, positionals } = parseOptionArgs(argv, { json: { type: 'boolean' } });
@@ -24,8 +24,8 @@ export async function runKeys(argv: string[]): Promise<void> {
   try {
     if (action === 'rotate') {
       const kid = await rotateSigningKey(store);
-      const told = await adminRequest(options.dataDir, 'POST', '/keys/reload');
-      printLine(told === null
+      const reloaded = await adminRequest(options.dataDir, 'POST', '/keys/reload');
+      printLine(reloaded === null
         ? `New signing key ${kid}. No server is running; it signs with the new key from its next start.`
         : `New signing key ${kid}. The running server signs with it now; the previous key stays published until its tokens expire.`);
       return;

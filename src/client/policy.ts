@@ -61,7 +61,7 @@ export class PortcullisClientError extends Error {
   }
 }
 
-/** What to do after a socket closed or a handshake failed. */
+/** Decision after a socket closed or a handshake failed. */
 export type Decision =
   | { action: 'reconnect'; reason: string; notBeforeMs?: number }
   | { action: 'refresh_then_reconnect'; reason: string }
@@ -89,7 +89,12 @@ export function decideOnClose(code: number, reason: string): Decision {
     return { action: 'stop', reason: reasonCode(reason, 'connection_closed') };
   }
 
-  const fallback = code === 1001 ? 'going_away' : code === 1006 ? 'connection_lost' : 'connection_closed';
+  let fallback: ClientReasonCode = 'connection_closed';
+  if (code === 1001) {
+    fallback = 'going_away';
+  } else if (code === 1006) {
+    fallback = 'connection_lost';
+  }
   return { action: 'reconnect', reason: reasonCode(reason, fallback) };
 }
 

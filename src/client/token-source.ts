@@ -87,11 +87,11 @@ export function classifyTokenError(error: unknown): PortcullisClientError {
   }
   if (error instanceof oauth.ResponseBodyError) {
     const retryable = error.status >= 500 || error.status === 429 || !permanentOauthErrors.has(error.error);
-    return new PortcullisClientError(error.error, `The token endpoint answered ${error.status} ${error.error}.`, retryable);
+    return new PortcullisClientError(error.error, `The token endpoint responded ${error.status} ${error.error}.`, retryable);
   }
   if (error instanceof oauth.WWWAuthenticateChallengeError) {
     const code = String(error.cause[0]?.parameters.error ?? 'invalid_client');
-    return new PortcullisClientError(code, `The token endpoint answered ${error.status} ${code}.`, error.status >= 500);
+    return new PortcullisClientError(code, `The token endpoint responded ${error.status} ${code}.`, error.status >= 500);
   }
   return new PortcullisClientError('token_request_failed', `The token request failed (${(error as Error)?.name ?? typeof error}).`, true);
 }
@@ -118,7 +118,7 @@ export class TokenSource {
     return this.token;
   }
 
-  /** Forgets the cached access token, so the next `get` asks the server. */
+  /** Forgets the cached access token, so the next `get` requests a new one. */
   invalidate(): void {
     this.token = null;
   }

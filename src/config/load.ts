@@ -10,7 +10,7 @@ interface OptionSource {
   list?: boolean;
 }
 
-/** Where each option can come from, besides `--config FILE`. */
+/** Flag and environment variable of each option, besides `--config FILE`. */
 export const optionSources: readonly OptionSource[] = [
   { option: 'host', flag: 'host', env: 'PORTCULLIS_HOST' },
   { option: 'port', flag: 'port', env: 'PORTCULLIS_PORT' },
@@ -31,7 +31,7 @@ export const optionSources: readonly OptionSource[] = [
   { option: 'logLevel', flag: 'log-level', env: 'PORTCULLIS_LOG_LEVEL' },
 ];
 
-/** The `parseArgs` option table for every flag above plus `--config`. */
+/** Builds the `parseArgs` option table for every flag above plus `--config`. */
 export function optionFlags(): Record<string, { type: 'string'; multiple?: boolean }> {
   const flags: Record<string, { type: 'string'; multiple?: boolean }> = { config: { type: 'string' } };
   for (const source of optionSources) {

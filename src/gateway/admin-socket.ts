@@ -17,7 +17,7 @@ export function adminSocketPath(dataDir: string): string {
  * The socket file is mode 0600 inside a 0700 directory, so only the server's own user can connect;
  * nothing listens on the network for this.
  */
-/** What the admin socket serves. */
+/** Objects the admin socket exposes. */
 export interface AdminTargets {
   registry: ConnectionRegistry;
   keyRing: SigningKeyRing;
@@ -88,7 +88,7 @@ async function removeStaleSocket(socketPath: string): Promise<void> {
     });
   });
   if (live) {
-    throw new Error(`another Portcullis server is running on this data directory (${socketPath} answers); stop it or use another --data-dir`);
+    throw new Error(`another Portcullis server is running on this data directory (${socketPath} accepts connections); stop it or use another --data-dir`);
   }
   fs.rmSync(socketPath, { force: true });
 }

@@ -5,7 +5,7 @@ import { closeCodes, PortcullisError, type ErrorCode } from '../errors.ts';
 import type { ConnectionRegistry } from './registry.ts';
 import type { VerifiedToken } from './token-verifier.ts';
 
-/** One accepted WebSocket connection and who holds it. */
+/** One accepted WebSocket connection and the identity behind it. */
 export interface Connection {
   id: string;
   kind: 'browser' | 'device';
@@ -19,7 +19,7 @@ export interface Connection {
   connectedAt: number;
 }
 
-/** What a connection needs besides its socket. */
+/** Services a connection uses besides its socket. */
 export interface ConnectionServices {
   logger: Logger;
   /** Outgoing bytes a socket may have queued before it is closed with 1013. */
@@ -110,7 +110,7 @@ function readAuthFrame(data: RawData): string | null {
 
 /**
  * Verifies a fresh token sent on the open socket exactly like a handshake token. It must name the
- * same subject and client, so a socket cannot be handed over to another identity; any failure
+ * same subject and client, so a socket cannot be handed over to another identity. Any failure
  * closes the connection with 4403 and the error code as reason.
  */
 async function reauthenticate(connection: Connection, presented: string, services: ConnectionServices): Promise<void> {

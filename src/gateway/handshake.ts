@@ -13,7 +13,7 @@ export const applicationProtocol = 'portcullis.v1';
 /** Prefix of the subprotocol offer that carries a browser's CSRF token. */
 export const csrfProtocolPrefix = 'portcullis.csrf.';
 
-/** What the guard learns about one upgrade request as its checks run. */
+/** State the guard collects about one upgrade request as its checks run. */
 export interface HandshakeState {
   request: IncomingMessage;
   url: URL;

@@ -23,7 +23,7 @@ export interface TokenVerifierOptions {
   clockLeewaySeconds: number;
 }
 
-/** Longest token accepted before any parsing, in characters; real tokens are under 1 KiB. */
+/** Maximum token length accepted before any parsing, in characters; issued tokens are under 1 KiB. */
 export const maxTokenLength = 8192;
 
 /** Signature algorithms the gateway accepts; the built-in auth server signs with ES256 only. */

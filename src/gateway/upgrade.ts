@@ -15,12 +15,12 @@ import { applicationProtocol, headerValues, parseOfferedProtocols, type Handshak
 /** Path of the WebSocket endpoint. */
 export const websocketPath = '/ws';
 
-/** What the upgrade handler needs. */
+/** Inputs of the upgrade handler. */
 export interface UpgradeHandlerInit {
   checks: HandshakeCheck[];
   logger: Logger;
   maxPayloadBytes: number;
-  /** What accepted connections use: registry, token verification and revocation lookups. */
+  /** Services accepted connections use: registry, token verification and revocation lookups. */
   services: ConnectionServices;
 }
 

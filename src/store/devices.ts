@@ -27,7 +27,7 @@ export function clientSecretMatches(storedHash: string, presented: string): bool
   return expected.length === actual.length && crypto.timingSafeEqual(expected, actual);
 }
 
-/** Registers a device; returns nothing secret, the caller generated and holds the secret. */
+/** Registers a device. The caller generated the secret and keeps it; only its hash is stored. */
 export async function insertDevice(store: Store, device: Omit<DeviceTable, 'created_at'>): Promise<void> {
   await store.insertInto('devices').values({ ...device, created_at: epochSeconds() }).execute();
 }

@@ -5,7 +5,7 @@ import { recordRevocation } from './revocation-events.ts';
 const denyListSeconds = 86_400 + 60;
 
 /**
- * Revokes every grant a user holds (browser sessions and devices approved through the device flow)
+ * Revokes every grant of a user (browser sessions and devices approved through the device flow)
  * and deletes their refresh tokens, so a password change or a disable ends all of them, also after
  * the user is enabled again. Returns the number of grants revoked.
  */

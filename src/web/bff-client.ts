@@ -1,6 +1,6 @@
 import * as oauth from 'openid-client';
 
-/** What the gateway's backend-for-frontend needs to talk to the auth server. */
+/** Settings the gateway's backend-for-frontend uses to reach the auth server. */
 export interface BffClientInit {
   issuer: string;
   clientId: string;
@@ -10,7 +10,7 @@ export interface BffClientInit {
 
 /**
  * Returns a lazily discovered openid-client configuration for the gateway's confidential client.
- * Discovery runs on first use because the server must be listening to answer it.
+ * Discovery runs on first use because the server must be listening to respond.
  */
 export function createBffClient(init: BffClientInit): () => Promise<oauth.Configuration> {
   let pending: Promise<oauth.Configuration> | null = null;

@@ -2,7 +2,7 @@ import tls from 'node:tls';
 
 import { Agent, fetch as undiciFetch } from 'undici';
 
-/** Where the server listens and which CA verifies it, for requests the server makes to itself. */
+/** Listen address and trusted CA of this server, for requests it makes to itself. */
 export interface LocalTarget {
   host: string;
   port: () => number;
@@ -10,7 +10,7 @@ export interface LocalTarget {
   ca: string | null;
   /**
    * Server name to verify instead of the public host. The generated development certificate names
-   * only localhost and loopback addresses, whatever `--public-url` says.
+   * only localhost and loopback addresses, whatever `--public-url` is.
    */
   servername?: string;
 }

@@ -8,16 +8,15 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
-import WebSocket from 'ws';
 
 import { rawHandshake } from '../support/raw-handshake.ts';
+import { probeDeviceConnection, type SocketOutcome } from '../support/websocket.ts';
 import { addDevice, addUser, runCli, startTestServer, type TestServer } from '../support/server.ts';
 
 const deviceCodeGrantType = 'urn:ietf:params:oauth:grant-type:device_code';
 const jwtBearerAssertionType = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 const username = 'alice';
 const password = 'alice has a long enough password';
-const welcomeWaitMs = 10_000;
 
 interface DeviceCredentials {
   client_id: string;
@@ -93,42 +92,9 @@ async function approveWithCli(device: DeviceCredentials): Promise<TokenSet> {
   return tokenSet(await pollToken(device, deviceCode));
 }
 
-/** Outcome of one WebSocket connection attempt: the welcome frame, or the status of the rejection. */
-interface SocketOutcome {
-  status: number;
-  welcome: { type?: string; sub?: string; client_id?: string } | null;
-  error: string | null;
-}
-
-/** Connects as a device with `ws` over wss and reads the first frame. */
+/** Connects as a device over wss and reads the first frame. */
 function connectDevice(clientId: string, accessToken: string): Promise<SocketOutcome> {
-  return new Promise((resolve, reject) => {
-    const socket = new WebSocket(`wss://localhost:${server.port}/ws`, {
-      ca: server.caPem,
-      headers: { Authorization: `Bearer ${accessToken}`, 'X-Client-Id': clientId },
-      handshakeTimeout: welcomeWaitMs,
-    });
-    const timer = setTimeout(() => {
-      socket.terminate();
-      reject(new Error(`no welcome frame within ${welcomeWaitMs} ms`));
-    }, welcomeWaitMs);
-
-    socket.once('unexpected-response', (_request, response) => {
-      clearTimeout(timer);
-      response.resume();
-      socket.terminate();
-      resolve({ status: response.statusCode ?? 0, welcome: null, error: String(response.headers['x-portcullis-error'] ?? '') });
-    });
-    socket.once('message', (data) => {
-      clearTimeout(timer);
-      socket.close();
-      resolve({ status: 101, welcome: JSON.parse(data.toString()), error: null });
-    });
-    socket.once('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-  });
+  return probeDeviceConnection(server.port, server.caPem, clientId, accessToken);
 }
 
 /** A scripted browser: a cookie jar that honours `Path`, and redirects followed by hand. */

@@ -4,50 +4,11 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
 import { decodeProtectedHeader } from 'jose';
-import WebSocket from 'ws';
 
 import { rawHandshake } from '../support/raw-handshake.ts';
+import { probeDeviceConnection } from '../support/websocket.ts';
 import { addDevice, deviceToken, startTestServer, type TestServer } from '../support/server.ts';
 
-const welcomeWaitMs = 10_000;
-
-/** Outcome of one WebSocket connection attempt: the welcome frame, or the status of the rejection. */
-interface SocketOutcome {
-  status: number;
-  welcome: { type?: string; sub?: string; client_id?: string } | null;
-  error: string | null;
-}
-
-/** Connects as a device with `ws`, trusting only `caPem`, and reads the first frame. */
-function connectDevice(port: number, caPem: string, clientId: string, accessToken: string): Promise<SocketOutcome> {
-  return new Promise((resolve, reject) => {
-    const socket = new WebSocket(`wss://localhost:${port}/ws`, {
-      ca: caPem,
-      headers: { Authorization: `Bearer ${accessToken}`, 'X-Client-Id': clientId },
-      handshakeTimeout: welcomeWaitMs,
-    });
-    const timer = setTimeout(() => {
-      socket.terminate();
-      reject(new Error(`no welcome frame within ${welcomeWaitMs} ms`));
-    }, welcomeWaitMs);
-
-    socket.once('unexpected-response', (_request, response) => {
-      clearTimeout(timer);
-      response.resume();
-      socket.terminate();
-      resolve({ status: response.statusCode ?? 0, welcome: null, error: String(response.headers['x-portcullis-error'] ?? '') });
-    });
-    socket.once('message', (data) => {
-      clearTimeout(timer);
-      socket.close();
-      resolve({ status: 101, welcome: JSON.parse(data.toString()), error: null });
-    });
-    socket.once('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-  });
-}
 
 async function jwksKeyIds(server: TestServer): Promise<string[]> {
   const response = await server.fetch(`${server.url}/oauth/jwks`);
@@ -83,7 +44,7 @@ test('restart keeps data directory and port', () => {
 });
 
 test('token from before restart connects', async () => {
-  const outcome = await connectDevice(second.port, first.caPem, device.client_id, tokenBeforeRestart);
+  const outcome = await probeDeviceConnection(second.port, first.caPem, device.client_id, tokenBeforeRestart);
   assert.equal(outcome.status, 101, `rejected with ${outcome.error}`);
   assert.equal(outcome.welcome?.type, 'welcome');
   assert.equal(outcome.welcome?.sub, device.client_id);

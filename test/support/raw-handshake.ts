@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 
-/** The parsed answer to a hand-written HTTP request. */
+/** The parsed response to a hand-written HTTP request. */
 export interface RawResponse {
   status: number;
   headers: Record<string, string>;
@@ -35,7 +35,7 @@ export function upgradeHeaders(port: number): Record<string, string> {
 }
 
 /**
- * Sends one request over a fresh TLS (or plain) socket and reads the answer until the server closes
+ * Sends one request over a fresh TLS (or plain) socket and reads the response until the server closes
  * the socket or a 101 arrives. Status 101 means the upgrade was accepted.
  */
 export function rawHandshake(options: RawHandshakeOptions): Promise<RawResponse> {

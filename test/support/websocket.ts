@@ -217,3 +217,43 @@ export function openBrowserSocket(server: TestServer, session: ScriptedSession):
     protocols: ['portcullis.v1', `portcullis.csrf.${session.csrfToken}`],
   });
 }
+
+const welcomeWaitMs = 10_000;
+
+/** Outcome of one WebSocket connection attempt: the welcome frame, or the status of the rejection. */
+export interface SocketOutcome {
+  status: number;
+  welcome: { type?: string; sub?: string; client_id?: string } | null;
+  error: string | null;
+}
+
+/** Connects as a device with `ws`, trusting only `caPem`, and reads the first frame. */
+export function probeDeviceConnection(port: number, caPem: string, clientId: string, accessToken: string): Promise<SocketOutcome> {
+  return new Promise((resolve, reject) => {
+    const socket = new WebSocket(`wss://localhost:${port}/ws`, {
+      ca: caPem,
+      headers: { Authorization: `Bearer ${accessToken}`, 'X-Client-Id': clientId },
+      handshakeTimeout: welcomeWaitMs,
+    });
+    const timer = setTimeout(() => {
+      socket.terminate();
+      reject(new Error(`no welcome frame within ${welcomeWaitMs} ms`));
+    }, welcomeWaitMs);
+
+    socket.once('unexpected-response', (_request, response) => {
+      clearTimeout(timer);
+      response.resume();
+      socket.terminate();
+      resolve({ status: response.statusCode ?? 0, welcome: null, error: String(response.headers['x-portcullis-error'] ?? '') });
+    });
+    socket.once('message', (data) => {
+      clearTimeout(timer);
+      socket.close();
+      resolve({ status: 101, welcome: JSON.parse(data.toString()), error: null });
+    });
+    socket.once('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+  });
+}

@@ -13,7 +13,7 @@ import { tokenInUrlCheck } from './token-in-url.ts';
 import { transportCheck } from './transport.ts';
 import { websocketRequestCheck } from './websocket-request.ts';
 
-/** What the handshake guard needs. */
+/** Inputs of the handshake guard. */
 export interface GuardInit {
   store: Store;
   verifyToken: (token: string) => Promise<VerifiedToken>;
@@ -24,8 +24,8 @@ export interface GuardInit {
 }
 
 /**
- * Builds the ordered handshake checks. Cheap checks that need no secret come first; origin comes
- * before the token so a cross-site page learns nothing about the victim's session; revocation needs
+ * Builds the ordered handshake checks. Cheap checks that need no secret come first. Origin comes
+ * before the token, so a cross-site page learns nothing about the victim's session. Revocation needs
  * the verified token and comes last.
  */
 export function buildHandshakeChecks(init: GuardInit): HandshakeCheck[] {

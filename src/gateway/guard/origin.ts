@@ -35,7 +35,7 @@ export function serializeOrigin(header: string): string {
 
   try {
     const url = new URL(value);
-    // An Origin header holds scheme, host and port only; anything more is not a real origin.
+    // An Origin header contains scheme, host and port only, so anything more is not a real origin.
     if (url.origin === 'null' || value.endsWith('/') || url.pathname !== '/' || url.search || url.hash || url.username || url.password) {
       return '';
     }

@@ -52,7 +52,7 @@ export async function findRevocation(store: Store, kind: 'browser' | 'device', v
   return undefined;
 }
 
-/** The handshake check around `findRevocation`; it runs last because it needs the verified token. */
+/** Builds the handshake check around `findRevocation`, which runs last because it needs the verified token. */
 export function revocationCheck(store: Store): HandshakeCheck {
   return {
     name: 'revocation',

@@ -10,7 +10,7 @@ const httpTokenPattern = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 export const subprotocolCheck: HandshakeCheck = {
   name: 'subprotocol',
   run(state) {
-    // RFC 6455 section 4.1: each offer is an HTTP token; ws answers anything else with a bare 400.
+    // RFC 6455 section 4.1: each offer is an HTTP token, and ws rejects anything else with a bare 400.
     if (state.offeredProtocols.some((protocol) => !httpTokenPattern.test(protocol))) {
       return 'bad_handshake';
     }
