@@ -95,7 +95,15 @@ function sendOrDrop(connection: Connection, services: ConnectionServices, data: 
 
 /** Returns the token of a `{"type":"auth","token":…}` frame, or null for any other frame. */
 function readAuthFrame(data: RawData): string | null {
-  const buffer = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+  // Every text frame passes here, so a Buffer (ws's default) is read in place rather than copied.
+  let buffer: Buffer;
+  if (Buffer.isBuffer(data)) {
+    buffer = data;
+  } else if (Array.isArray(data)) {
+    buffer = Buffer.concat(data);
+  } else {
+    buffer = Buffer.from(data);
+  }
   if (buffer.length > maxAuthFrameBytes || buffer[0] !== 0x7b) {
     return null;
   }
