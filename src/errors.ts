@@ -26,6 +26,19 @@ export const errorCatalogue = {
   login_throttled: { status: 429, description: 'Too many failed logins; try again later.' },
   login_state_invalid: { status: 400, description: 'The login flow expired or was tampered with; start again.' },
   server_error: { status: 500, description: 'An internal error occurred.' },
+  too_many_connections: { status: 429, description: 'This client or user already holds the maximum number of open connections.' },
+  rate_limited: { status: 429, description: 'Too many requests or messages; slow down and retry later.' },
+  server_busy: { status: 503, description: 'The gateway is handling too many handshakes; retry later.' },
+  forbidden: { status: 403, description: 'The token does not grant this action on this channel.' },
+  invalid_channel: { status: 400, description: 'The channel name or pattern is not valid: lower-case [a-z0-9_-] segments separated by /, at most 8 segments and 200 bytes.' },
+  invalid_json: { status: 400, description: 'The frame is not valid JSON.' },
+  invalid_message: { status: 400, description: 'The message lacks a field or has a field of the wrong type.' },
+  invalid_id: { status: 400, description: 'The message id must be a string of 1 to 64 characters or a non-negative integer.' },
+  unknown_type: { status: 400, description: 'The message type is not part of the portcullis.v1 protocol.' },
+  binary_not_supported: { status: 400, description: 'Binary frames are not part of the portcullis.v1 protocol; send JSON text frames.' },
+  too_many_subscriptions: { status: 400, description: 'This connection already holds the maximum number of subscriptions.' },
+  payload_too_large: { status: 413, description: 'The request body is larger than the message limit.' },
+  unsupported_media_type: { status: 415, description: 'The request body must be application/json.' },
 } as const satisfies Record<string, { status: number; description: string }>;
 
 /** A stable, snake_case error code from the catalogue. */
@@ -54,8 +67,9 @@ export const closeCodes = {
   normal: 1000,
   goingAway: 1001,
   protocolError: 1002,
-  unsupportedData: 1003,
+  /** Sustained abuse: the connection kept sending past its message rate (`rate_limited`). */
   policyViolation: 1008,
+  /** A message was larger than `--max-payload` (after inflation when permessage-deflate is on). */
   messageTooBig: 1009,
   internalError: 1011,
   /** The peer does not read fast enough: its queued outgoing data passed `--max-buffered`. */

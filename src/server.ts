@@ -13,6 +13,9 @@ import { LoginThrottle } from './auth/login-throttle.ts';
 import { createAuthServer, gatewayAudience, gatewayClientId } from './auth/provider.ts';
 import { registerInteractionRoutes } from './auth/interactions.ts';
 import type { Options } from './config/options.ts';
+import { ChannelBroker } from './channels/broker.ts';
+import { publishAsOperator } from './channels/publish.ts';
+import { createWebhookDispatcher } from './channels/webhook.ts';
 import { closeCodes, errorBody, PortcullisError } from './errors.ts';
 import { startAdminSocket } from './gateway/admin-socket.ts';
 import { buildHandshakeChecks } from './gateway/guard/index.ts';
@@ -34,6 +37,7 @@ import { createBffClient } from './web/bff-client.ts';
 import type { WebContext } from './web/context.ts';
 import { createLocalFetch } from './web/local-fetch.ts';
 import { applySecurityHeaders } from './web/security-headers.ts';
+import { registerPublishRoute } from './web/publish-route.ts';
 import { registerSessionRoutes } from './web/session-routes.ts';
 import { registerStaticRoutes } from './web/static-routes.ts';
 
@@ -47,6 +51,11 @@ export interface RunningServer {
   /** One line per insecure development default in force. */
   warnings: string[];
   store: Store;
+  /**
+   * Publishes `data` on `channel` to every subscriber on this node, as the operator (no permission
+   * check). Returns how many subscribers received it; throws `invalid_channel` for a bad name.
+   */
+  publish(channel: string, data: unknown): number;
   /** Stops accepting, closes live sockets with 1001 and releases the database. */
   close(): Promise<void>;
 }
@@ -63,6 +72,8 @@ const revocationEventRetentionSeconds = 86_400;
 export async function startServer(options: Readonly<Options>, logger: Logger): Promise<RunningServer> {
   const store = await openStore(options.dataDir);
   const tls = await loadTlsMaterial({ dataDir: options.dataDir, certFile: options.tlsCertFile, keyFile: options.tlsKeyFile });
+  // Created early so that an unreadable webhook secret stops the start before anything listens.
+  const webhook = createWebhookDispatcher(options, logger);
 
   const [cookieKey, csrfKey, stateKey, gatewayClientSecret] = await Promise.all([
     loadOrCreateSecret(store, 'cookie_key'),
@@ -74,6 +85,7 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
   await keyRing.reload();
 
   const registry = new ConnectionRegistry({ logger, expiryWarningSeconds: options.expiryWarningSeconds });
+  const broker = new ChannelBroker();
   const revocations = new RevocationService({ store, registry, logger });
   await revocations.start();
   registry.start();
@@ -170,6 +182,7 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
     gatewayAudience: audience,
     registry,
     revocations,
+    broker,
   };
   await configureRoutes(app, context);
 
@@ -177,12 +190,17 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
     checks: buildHandshakeChecks({ store, verifyToken, gatewayClientId, csrfKey, allowedOrigins: options.allowedOrigins, trustedProxies: options.trustedProxies }),
     logger,
     maxPayloadBytes: options.maxPayloadBytes,
+    limits: options,
     services: {
       logger,
       maxBufferedBytes: options.maxBufferedBytes,
+      maxSubscriptions: options.maxSubscriptions,
+      messageRatePerSecond: options.messageRatePerSecond,
+      broker,
       registry,
       verifyToken,
       findRevocation: (kind, token) => findRevocation(store, kind, token),
+      onClientPublish: webhook?.enqueue,
     },
   });
   await app.ready();
@@ -196,7 +214,7 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
     });
   });
   const port = (server.address() as AddressInfo).port;
-  const adminSocket = await startAdminSocket(options.dataDir, { registry, keyRing }, logger);
+  const adminSocket = await startAdminSocket(options.dataDir, { registry, keyRing, broker, maxPayloadBytes: options.maxPayloadBytes }, logger);
 
   const pruneTimer = setInterval(() => {
     Promise.all([pruneExpiredPayloads(store), pruneRevokedGrants(store), pruneBrowserSessions(store), pruneRevocationEvents(store, revocationEventRetentionSeconds)])
@@ -217,11 +235,14 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
     caFile: tls.caFile,
     warnings: developmentWarnings(options, tls.caFile),
     store,
+    publish: (channel, data) => publishAsOperator(broker, channel, data),
     async close() {
       clearInterval(pruneTimer);
       clearInterval(keyPollTimer);
       registry.stop();
+      upgrade.stop();
       revocations.stop();
+      await webhook?.stop();
       if (adminSocket) {
         const adminClosed = new Promise<void>((resolve) => adminSocket.close(() => resolve()));
         adminSocket.closeAllConnections();
@@ -264,6 +285,7 @@ async function configureRoutes(app: FastifyInstance, context: WebContext): Promi
 
   await registerStaticRoutes(app);
   registerSessionRoutes(app, context);
+  registerPublishRoute(app, context);
   registerInteractionRoutes(app, context);
 }
 

@@ -4,9 +4,11 @@ import type { Logger } from 'pino';
 
 import type { Options } from '../config/options.ts';
 import type { Store } from '../store/database.ts';
-import { clientSecretMatches, hashClientSecret } from '../store/devices.ts';
+import { isChannelScope } from '../channels/permissions.ts';
+import { clientSecretMatches, findDevice, hashClientSecret } from '../store/devices.ts';
 import { createOidcAdapter } from '../store/oidc-adapter.ts';
 import { findUser } from '../store/users.ts';
+import { currentUserScopes, registeredDeviceScopes } from './channel-scopes.ts';
 import { deviceFlowPages, renderAuthError } from './pages.ts';
 
 /** Client id of the gateway's own backend-for-frontend, a confidential client of the auth server. */
@@ -33,6 +35,22 @@ export interface AuthServerInit {
 /** Returns the audience (RFC 8707 resource indicator) of access tokens for the gateway. */
 export function gatewayAudience(options: Readonly<Options>): string {
   return `${options.publicUrl}/ws`;
+}
+
+/**
+ * Returns the channel scopes a client may hold for the gateway now: a device's registered scopes,
+ * or, for the gateway's own client, those of the user it acts for. Asked again on every token
+ * request, so a refresh drops scopes that were withdrawn since.
+ */
+async function allowedChannelScopes(store: Store, ctx: KoaContextWithOIDC, clientId: string | undefined): Promise<string[]> {
+  if (clientId === gatewayClientId) {
+    const oidc = ctx.oidc as unknown as { account?: { accountId: string }; entities: { Session?: { accountId?: string } } };
+    const accountId = oidc.account?.accountId ?? oidc.entities.Session?.accountId;
+    return accountId ? currentUserScopes(store, accountId) : [];
+  }
+
+  const device = clientId ? await findDevice(store, clientId) : undefined;
+  return device ? registeredDeviceScopes(device) : [];
 }
 
 function buildConfiguration(init: AuthServerInit): Configuration {
@@ -78,17 +96,17 @@ function buildConfiguration(init: AuthServerInit): Configuration {
         enabled: true,
         defaultResource: async () => audience,
         useGrantedResource: async () => true,
-        getResourceServerInfo: async (_ctx, resourceIndicator) => {
+        getResourceServerInfo: async (ctx, resourceIndicator, client) => {
           // RFC 8707: a resource this server does not serve is an `invalid_target` error.
           if (resourceIndicator !== audience) {
             throw new errors.InvalidTarget(`unknown resource; the gateway's resource indicator is ${audience}`);
           }
           return {
-          scope: 'gateway',
-          audience,
-          accessTokenTTL: options.accessTokenTtlSeconds,
-          accessTokenFormat: 'jwt',
-          jwt: { sign: { alg: 'ES256' } },
+            scope: (await allowedChannelScopes(store, ctx, client?.clientId)).join(' '),
+            audience,
+            accessTokenTTL: options.accessTokenTtlSeconds,
+            accessTokenFormat: 'jwt',
+            jwt: { sign: { alg: 'ES256' } },
           };
         },
       },
@@ -146,6 +164,7 @@ export function createAuthServer(init: AuthServerInit): Provider {
   } as Configuration['routes'];
 
   const provider = new Provider(init.options.publicUrl, configuration);
+  defaultToAllowedChannelScopes(provider);
   // Client secrets are stored as SHA-256 hashes, so the library's plain comparison is replaced.
   (provider.Client.prototype as any).compareClientSecret = function compareHashedSecret(this: { clientSecret?: string }, actual: string) {
     return typeof this.clientSecret === 'string' && clientSecretMatches(this.clientSecret, actual);
@@ -156,6 +175,29 @@ export function createAuthServer(init: AuthServerInit): Provider {
   }
   logProviderEvents(provider, init.logger);
   return provider;
+}
+
+/**
+ * RFC 6749 section 3.3 lets a server apply a default when a request names no scope. Here a request
+ * that names no channel scope requests every channel scope the client may hold, so a device need not
+ * know its registered scopes. A request that names some gets those it may hold and no others.
+ * oidc-provider reads requested scopes only through this getter, at every grant type and consent.
+ */
+function defaultToAllowedChannelScopes(provider: Provider): void {
+  const prototype = (provider as unknown as { OIDCContext: { prototype: object } }).OIDCContext.prototype;
+  Object.defineProperty(prototype, 'requestParamScopes', {
+    configurable: true,
+    get(this: { params?: { scope?: string }; resourceServers?: Record<string, { scopes: Set<string> }> }) {
+      const requested = new Set(String(this.params?.scope ?? '').split(' ').filter(Boolean));
+      if ([...requested].some(isChannelScope)) {
+        return requested;
+      }
+      for (const resourceServer of Object.values(this.resourceServers ?? {})) {
+        resourceServer.scopes.forEach((scope) => requested.add(scope));
+      }
+      return requested;
+    },
+  });
 }
 
 function logProviderEvents(provider: Provider, logger: Logger): void {

@@ -6,7 +6,9 @@ import { importJWK, type JWK } from 'jose';
 import { gatewayAudience, gatewayClientId } from '../auth/provider.ts';
 import { parseOptionArgs, resolveOptions } from '../config/load.ts';
 import { epochSeconds, openStore, type Store } from '../store/database.ts';
+import { channelScopeProblem, registeredDeviceScopes } from '../auth/channel-scopes.ts';
 import { clientIdPattern, deleteDevice, findDevice, hashClientSecret, insertDevice, listDevices } from '../store/devices.ts';
+import { isChannelScope } from '../channels/permissions.ts';
 import { recordRevocation } from '../store/revocation-events.ts';
 import { findUser } from '../store/users.ts';
 import { createOfflineAuthServer } from './auth-context.ts';
@@ -14,7 +16,7 @@ import { CommandError, isoTime, printJson, printLine } from './output.ts';
 import type { Options } from '../config/options.ts';
 
 /** Usage of `portcullis devices`. */
-export const devicesUsage = `portcullis devices add <client-id> [--public-key FILE] [--owner USERNAME]
+export const devicesUsage = `portcullis devices add <client-id> [--public-key FILE] [--owner USERNAME] [--scope SCOPE]...
 portcullis devices list [--json]
 portcullis devices remove <client-id>
 portcullis devices approve <user-code> --user <username>`;
@@ -48,10 +50,36 @@ async function readPublicJwk(file: string): Promise<JWK> {
   return Object.fromEntries(Object.entries({ kty, crv, x, y, n, e, alg, kid, use: 'sig' }).filter(([, value]) => value !== undefined)) as JWK;
 }
 
+/** Reads `--scope` values (each may hold several space-separated scopes); null when none was given. */
+function readScopes(values: Record<string, unknown>): string | null {
+  const given = (values.scope as string[] | undefined) ?? [];
+  const scopes = [...new Set(given.flatMap((value) => value.split(' ')).filter(Boolean))];
+  if (given.length === 0) {
+    return null;
+  }
+
+  for (const scope of scopes) {
+    const problem = channelScopeProblem(scope);
+    if (problem) {
+      throw new CommandError('invalid_scope', `--scope ${problem}.`, 2);
+    }
+  }
+  if (scopes.length === 0) {
+    throw new CommandError('invalid_scope', '--scope must name at least one scope, such as "publish:devices/{client_id}/#".', 2);
+  }
+  return scopes.join(' ');
+}
+
 async function addDevice(store: Store, clientId: string, values: Record<string, unknown>): Promise<void> {
   if (await findDevice(store, clientId)) {
     throw new CommandError('device_exists', `Device "${clientId}" already exists; remove it first to register it again.`);
   }
+  // A client-credentials token's `sub` is the client id, so a device named like a user would share
+  // the user's `{sub}` channels.
+  if (await findUser(store, clientId)) {
+    throw new CommandError('name_taken', `"${clientId}" is a username; devices and users need distinct names.`, 2);
+  }
+  const scopes = readScopes(values);
 
   const owner = typeof values.owner === 'string' ? values.owner : null;
   if (owner && !await findUser(store, owner)) {
@@ -60,15 +88,15 @@ async function addDevice(store: Store, clientId: string, values: Record<string, 
 
   if (typeof values['public-key'] === 'string') {
     const jwk = await readPublicJwk(values['public-key']);
-    await insertDevice(store, { client_id: clientId, auth_method: 'private_key_jwt', secret_hash: null, jwks: JSON.stringify({ keys: [jwk] }), owner });
-    printJson({ client_id: clientId, token_endpoint_auth_method: 'private_key_jwt' });
+    await insertDevice(store, { client_id: clientId, auth_method: 'private_key_jwt', secret_hash: null, jwks: JSON.stringify({ keys: [jwk] }), owner, scopes });
+    printJson({ client_id: clientId, token_endpoint_auth_method: 'private_key_jwt', scope: registeredDeviceScopes({ scopes }).join(' ') });
     return;
   }
 
   const clientSecret = crypto.randomBytes(32).toString('base64url');
-  await insertDevice(store, { client_id: clientId, auth_method: 'client_secret_basic', secret_hash: hashClientSecret(clientSecret), jwks: null, owner });
+  await insertDevice(store, { client_id: clientId, auth_method: 'client_secret_basic', secret_hash: hashClientSecret(clientSecret), jwks: null, owner, scopes });
   // The only time the secret is shown: the database keeps its hash.
-  printJson({ client_id: clientId, client_secret: clientSecret });
+  printJson({ client_id: clientId, client_secret: clientSecret, scope: registeredDeviceScopes({ scopes }).join(' ') });
 }
 
 async function approveDeviceCode(options: Readonly<Options>, store: Store, userCode: string, username: unknown): Promise<void> {
@@ -90,22 +118,25 @@ async function approveDeviceCode(options: Readonly<Options>, store: Store, userC
     throw new CommandError('user_code_used', `User code "${userCode}" was already approved or denied.`);
   }
 
-  // The browser approval page refuses a request that names no scope the gateway grants, so this
-  // path refuses it too and both routes agree.
-  const requestedScopes = String(code.params?.scope ?? '').split(' ').filter(Boolean);
-  if (!requestedScopes.includes('gateway')) {
-    throw new CommandError('scope_missing', `The device's request names no "gateway" scope; the device must send scope=gateway to /oauth/device/authorize and start again.`);
+  // Like the browser approval page: the registered scopes, narrowed to those the device asked for
+  // when it named any.
+  const device = await findDevice(store, String(code.clientId));
+  const registered = device ? registeredDeviceScopes(device) : [];
+  const requested = String(code.params?.scope ?? '').split(' ').filter(isChannelScope);
+  const granted = requested.length > 0 ? registered.filter((scope) => requested.includes(scope)) : registered;
+  if (granted.length === 0) {
+    throw new CommandError('scope_missing', `Device ${code.clientId} asked for no scope it is registered for; see "portcullis devices list".`);
   }
 
   // Use the resource the server resolved for the device's request, because this process's
   // --public-url may differ from the server's.
-  const requested = code.params?.resource;
-  const resource = typeof requested === 'string' ? requested : gatewayAudience(options);
+  const requestedResource = code.params?.resource;
+  const resource = typeof requestedResource === 'string' ? requestedResource : gatewayAudience(options);
   const grant = new provider.Grant({ accountId: user.username, clientId: code.clientId });
-  grant.addResourceScope(resource, 'gateway');
+  grant.addResourceScope(resource, granted.join(' '));
   const grantId = await grant.save();
   // Without `resource` on the code, the device_code grant issues an opaque token the gateway rejects.
-  const scope = grant.getResourceScopeFiltered(resource, requestedScopes);
+  const scope = granted.join(' ');
   Object.assign(code, { accountId: user.username, grantId, authTime: epochSeconds(), resource, scope });
   await code.save();
   printLine(`Approved device ${code.clientId} for user ${user.username}.`);
@@ -116,6 +147,7 @@ export async function runDevices(argv: string[]): Promise<void> {
   const { values, positionals } = parseOptionArgs(argv, {
     'public-key': { type: 'string' },
     owner: { type: 'string' },
+    scope: { type: 'string', multiple: true },
     user: { type: 'string' },
     json: { type: 'boolean' },
   });
@@ -123,7 +155,7 @@ export async function runDevices(argv: string[]): Promise<void> {
   const options = resolveOptions(values, process.env);
 
   if ((action === 'add' || action === 'remove') && (!id || !clientIdPattern.test(id))) {
-    throw new CommandError('invalid_client_id', `Give a client id of 1 to 128 letters, digits, ".", "_" or "-", starting with a letter or digit.\n${devicesUsage}`, 2);
+    throw new CommandError('invalid_client_id', `Give a client id of 1 to 64 lower-case letters, digits, "_" or "-", starting with a letter or digit (it becomes a channel segment).\n${devicesUsage}`, 2);
   }
   if ((action === 'add' || action === 'remove') && id === gatewayClientId) {
     throw new CommandError('reserved_client_id', `"${gatewayClientId}" is the gateway's own client for browser sessions and cannot be added or removed as a device.`, 2);
@@ -143,13 +175,14 @@ export async function runDevices(argv: string[]): Promise<void> {
           client_id: device.client_id,
           auth_method: device.auth_method,
           owner: device.owner,
+          scope: registeredDeviceScopes(device).join(' '),
           created_at: isoTime(device.created_at),
         }));
         if (values.json) {
           printJson(rows);
           return;
         }
-        rows.forEach((row) => printLine(`${row.client_id}\t${row.auth_method}\t${row.owner ?? '-'}\t${row.created_at}`));
+        rows.forEach((row) => printLine(`${row.client_id}\t${row.auth_method}\t${row.owner ?? '-'}\t${row.created_at}\t${row.scope}`));
         return;
       }
       case 'remove':

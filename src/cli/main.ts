@@ -4,6 +4,7 @@ import { deviceUsage, runDeviceCommand } from './device-connect.ts';
 import { devicesUsage, runDevices } from './devices.ts';
 import { keysUsage, runKeys } from './keys.ts';
 import { CommandError } from './output.ts';
+import { publishUsage, runPublish } from './publish.ts';
 import { runSessions, sessionsUsage } from './sessions.ts';
 import { runStart, startUsage } from './start.ts';
 import { runUsers, usersUsage } from './users.ts';
@@ -17,6 +18,7 @@ ${devicesUsage}
 ${deviceUsage}
 ${keysUsage}
 ${sessionsUsage}
+${publishUsage}
 
 Every command takes --data-dir DIR (default ./.portcullis) and --config FILE.
 Environment variables: ${optionSources.map((source) => source.env).join(', ')}, PORTCULLIS_CONFIG.
@@ -29,6 +31,7 @@ const commands: Record<string, (argv: string[]) => Promise<void>> = {
   device: runDeviceCommand,
   keys: runKeys,
   sessions: runSessions,
+  publish: runPublish,
 };
 
 /** Runs one CLI command and returns the process exit code. */

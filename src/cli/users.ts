@@ -3,6 +3,7 @@ import { parseOptionArgs, resolveOptions } from '../config/load.ts';
 import { epochSeconds, openStore } from '../store/database.ts';
 import { recordRevocation } from '../store/revocation-events.ts';
 import { revokeGrantsOfUser } from '../store/user-grants.ts';
+import { findDevice } from '../store/devices.ts';
 import { findUser, insertUser, listUsers, setUserDisabled, setUserPassword, usernamePattern } from '../store/users.ts';
 import { CommandError, isoTime, printJson, printLine } from './output.ts';
 import { promptPassword, readPasswordFromStdin } from './password-input.ts';
@@ -39,6 +40,10 @@ export async function runUsers(argv: string[]): Promise<void> {
       case 'add': {
         if (await findUser(store, username)) {
           throw new CommandError('user_exists', `User "${username}" already exists; use "portcullis users passwd ${username}" to change the password.`);
+        }
+        // A device's client-credentials `sub` is its client id, so the two namespaces must not overlap.
+        if (await findDevice(store, username)) {
+          throw new CommandError('name_taken', `"${username}" is a device's client id; devices and users need distinct names.`, 2);
         }
         await insertUser(store, username, await hashPassword(await readNewPassword(values['password-stdin'] === true)));
         printLine(`Added user ${username}.`);

@@ -2,10 +2,12 @@
 // The session cookie is HttpOnly, so this code never reads a token, only the CSRF token from /session.
 
 import { Backoff, type BackoffOptions } from './backoff.ts';
+import { ChannelRequests, type ChannelMessage, type ChannelOptions, type ChannelRequestCode, type Publisher, type SubscribedEvent, type SubscriptionEndedEvent } from './channels.ts';
 import {
   decideOnClose,
   mayRefreshNow,
-  parseControlFrame,
+  parseFrameObject,
+  readControlFrame,
   refreshDelayMs,
   type ClientState,
   type StateChange,
@@ -15,16 +17,15 @@ import {
 
 export { PortcullisClientError } from './policy.ts';
 export type { BackoffOptions, StateChange, Welcome };
+export type { ChannelMessage, ChannelOptions, ChannelRequestCode, Publisher, SubscribedEvent, SubscriptionEndedEvent };
 
 /** States of the browser client; `unauthenticated` means the user must log in again. */
 export type BrowserClientState = ClientState | 'unauthenticated';
 
-/** Options of `createBrowserClient`. */
-export interface BrowserClientOptions {
+/** Options of `createBrowserClient`. The channel callbacks and limits come from `ChannelOptions`. */
+export interface BrowserClientOptions extends ChannelOptions {
   /** Gateway endpoint. Default: `wss://` and the page's host, path `/ws`. */
   url?: string;
-  /** Receives every text frame that is not a control frame (`welcome`, `expiring`, `auth_ok`). */
-  onMessage?: (text: string) => void;
   onStateChange?: (change: StateChange<BrowserClientState>) => void;
   /** Called when the server confirms a session refresh on the socket, with the expiry in epoch seconds. */
   onTokenRefreshed?: (expiresAt: number) => void;
@@ -39,14 +40,38 @@ export interface BrowserClientOptions {
 /** A browser connection to the gateway, authenticated by the session cookie. */
 export interface BrowserClient {
   readonly state: BrowserClientState | 'idle';
-  /** Starts connecting; also starts again after `stopped` or `unauthenticated`. */
+  /** Channels and filters subscribed to, whether or not the current connection confirmed them yet. */
+  readonly subscriptions: string[];
+  /**
+   * Starts connecting; also starts again after `stopped` or `unauthenticated`, and then restores the
+   * subscriptions that a connection had confirmed.
+   */
   connect(): void;
-  /** Sends a text frame; returns false when no connection is open. */
-  send(text: string): boolean;
+  /**
+   * Subscribes to a channel or filter and resolves when the server confirms. Every later connection
+   * restores it until `unsubscribe` or `close`. Rejects with a `PortcullisClientError` whose `code`
+   * is the server's (`forbidden`, `invalid_channel`, ...) or `request_timeout` or `not_connected`.
+   */
+  subscribe(channel: string, onMessage?: (message: ChannelMessage) => void): Promise<void>;
+  /** Ends a subscription, so its callback gets no further message. */
+  unsubscribe(channel: string): Promise<void>;
+  /** Publishes a JSON value and resolves when the server confirms that it passed it to the subscribers. */
+  publish(channel: string, data: unknown): Promise<void>;
   /** Calls `POST /session/refresh` now; resolves when the session is extended. */
   refresh(): Promise<void>;
-  /** Stops for good: clears timers and closes the socket with 1000. */
+  /** Stops: clears timers, removes every subscription and closes the socket with 1000. */
   close(): void;
+}
+
+// An application callback that throws is reported as an uncaught error, without breaking the client.
+function callApp(callback: () => void): void {
+  try {
+    callback();
+  } catch (error) {
+    setTimeout(() => {
+      throw error;
+    });
+  }
 }
 
 /** Subprotocol of the gateway; the CSRF token rides as a second offer. */
@@ -94,6 +119,7 @@ class BrowserConnection implements BrowserClient {
   private readonly options: BrowserClientOptions;
   private readonly backoff: Backoff;
   private readonly refreshBackoff: Backoff;
+  private readonly channels: ChannelRequests;
   private current: BrowserClientState | 'idle' = 'idle';
   private socket: WebSocket | null = null;
   private csrfToken = '';
@@ -109,10 +135,15 @@ class BrowserConnection implements BrowserClient {
     this.options = options;
     this.backoff = new Backoff(options.backoff);
     this.refreshBackoff = new Backoff(options.backoff);
+    this.channels = new ChannelRequests(options, callApp);
   }
 
   get state(): BrowserClientState | 'idle' {
     return this.current;
+  }
+
+  get subscriptions(): string[] {
+    return this.channels.subscriptions;
   }
 
   connect(): void {
@@ -122,15 +153,20 @@ class BrowserConnection implements BrowserClient {
     this.generation += 1;
     this.backoff.reset();
     this.refreshBeforeConnect = false;
+    this.channels.resume();
     void this.run('started');
   }
 
-  send(text: string): boolean {
-    if (this.current !== 'open' || this.socket?.readyState !== WebSocket.OPEN) {
-      return false;
-    }
-    this.socket.send(text);
-    return true;
+  subscribe(channel: string, onMessage?: (message: ChannelMessage) => void): Promise<void> {
+    return this.channels.subscribe(channel, onMessage);
+  }
+
+  unsubscribe(channel: string): Promise<void> {
+    return this.channels.unsubscribe(channel);
+  }
+
+  publish(channel: string, data: unknown): Promise<void> {
+    return this.channels.publish(channel, data);
   }
 
   refresh(): Promise<void> {
@@ -145,7 +181,9 @@ class BrowserConnection implements BrowserClient {
   close(): void {
     if (this.current !== 'stopped' && this.current !== 'unauthenticated') {
       this.finish({ state: 'stopped', reason: 'closed' });
+      return;
     }
+    this.channels.stop(true);
   }
 
   private async run(reason: string): Promise<void> {
@@ -192,7 +230,7 @@ class BrowserConnection implements BrowserClient {
     });
     socket.addEventListener('message', (event: MessageEvent) => {
       if (typeof event.data === 'string') {
-        this.receive(attempt, event.data);
+        this.receive(socket, attempt, event.data);
       }
     });
     socket.addEventListener('close', (event: CloseEvent) => {
@@ -202,16 +240,21 @@ class BrowserConnection implements BrowserClient {
     });
   }
 
-  private receive(attempt: { welcomed: boolean }, text: string): void {
-    const frame = parseControlFrame(text);
+  private receive(socket: WebSocket, attempt: { welcomed: boolean }, text: string): void {
+    const parsed = parseFrameObject(text);
+    const frame = parsed ? readControlFrame(parsed) : null;
     if (!frame) {
-      this.options.onMessage?.(text);
+      // Frames outside portcullis.v1 are ignored, so a newer server can add types.
+      if (parsed) {
+        this.channels.receive(parsed);
+      }
       return;
     }
 
     if (frame.type === 'welcome' && !attempt.welcomed) {
       attempt.welcomed = true;
       this.scheduleRefresh();
+      this.channels.connected((request) => socket.send(request));
       this.transition({ state: 'open', reason: 'welcome', welcome: frame.welcome });
       return;
     }
@@ -227,6 +270,7 @@ class BrowserConnection implements BrowserClient {
   private closed(attempt: { welcomed: boolean; openedAtMs: number | null }, event: CloseEvent): void {
     this.socket = null;
     clearTimeout(this.refreshTimer);
+    this.channels.disconnected();
     if (attempt.welcomed && attempt.openedAtMs !== null && Date.now() - attempt.openedAtMs >= (this.options.stableOpenMs ?? 10_000)) {
       this.backoff.reset();
     }
@@ -286,6 +330,8 @@ class BrowserConnection implements BrowserClient {
     clearTimeout(this.refreshTimer);
     const socket = this.socket;
     this.socket = null;
+    // Only close() removes the subscriptions. After a stop by the server or a logout, connect() restores them.
+    this.channels.stop(change.reason === 'closed');
     this.transition(change);
     socket?.close(1000);
   }

@@ -1,4 +1,5 @@
 import type { BackoffOptions } from './backoff.ts';
+import type { ChannelOptions } from './channels.ts';
 import type { StateChange } from './policy.ts';
 import type { DeviceCredentials, RefreshTokenStore } from './token-source.ts';
 
@@ -9,8 +10,8 @@ export interface ClientLogger {
   warn(fields: Record<string, unknown>, message: string): void;
 }
 
-/** Options of a `DeviceClient`. */
-export interface DeviceClientOptions {
+/** Options of a `DeviceClient`. The channel callbacks and limits come from `ChannelOptions`. */
+export interface DeviceClientOptions extends ChannelOptions {
   /** Gateway endpoint, e.g. `wss://localhost:8443/ws`. */
   url: string;
   /** Issuer origin for discovery and the token endpoint, e.g. `https://localhost:8443`. */
@@ -21,8 +22,6 @@ export interface DeviceClientOptions {
   refreshTokenStore?: RefreshTokenStore;
   /** Extra trusted CA certificate in PEM, e.g. the development CA `<dataDir>/ca.pem`. */
   ca?: string;
-  /** Receives every text frame that is not a control frame (`welcome`, `expiring`, `auth_ok`). */
-  onMessage?: (text: string) => void;
   /** Receives every text frame as it arrived, control frames included; for tools such as the CLI. */
   onFrame?: (text: string) => void;
   onStateChange?: (change: StateChange) => void;
@@ -39,4 +38,19 @@ export interface DeviceClientOptions {
   stableOpenMs?: number;
   /** Largest frame accepted from the server, in bytes. Default 1 MiB. */
   maxPayloadBytes?: number;
+}
+
+/** Wraps the channel callbacks of a device so that an ended subscription and an unmatched `error` frame are also logged. */
+export function withChannelLogging(options: DeviceClientOptions, logger: ClientLogger): ChannelOptions {
+  return {
+    ...options,
+    onSubscriptionEnded: (event) => {
+      logger.warn({ event: 'client.subscription_ended', client_id: options.clientId, channel: event.channel, code: event.code }, 'the server ended a subscription');
+      options.onSubscriptionEnded?.(event);
+    },
+    onError: (error) => {
+      logger.warn({ event: 'client.frame_rejected', client_id: options.clientId, code: error.code }, 'the server rejected a frame without naming its request');
+      options.onError?.(error);
+    },
+  };
 }

@@ -1,13 +1,15 @@
 import WebSocket from 'ws';
 
 import { Backoff, type BackoffOptions } from './backoff.ts';
+import { ChannelRequests, type ChannelMessage, type ChannelOptions, type ChannelRequestCode, type Publisher, type SubscribedEvent, type SubscriptionEndedEvent } from './channels.ts';
 import {
   decideOnClose,
   decideOnRejection,
   mayRefreshNow,
-  parseControlFrame,
+  parseFrameObject,
   parseRetryAfter,
   PortcullisClientError,
+  readControlFrame,
   refreshDelayMs,
   type ClientState,
   type Decision,
@@ -16,11 +18,12 @@ import {
   type Welcome,
 } from './policy.ts';
 import { trustContext } from './trust.ts';
-import type { ClientLogger, DeviceClientOptions } from './device-options.ts';
+import { withChannelLogging, type ClientLogger, type DeviceClientOptions } from './device-options.ts';
 import { TokenSource, type AccessToken, type DeviceCredentials, type RefreshTokenStore } from './token-source.ts';
 
 export { Backoff, PortcullisClientError };
 export type { BackoffOptions, ClientLogger, ClientState, DeviceClientOptions, DeviceCredentials, RefreshTokenStore, StateChange, Welcome };
+export type { ChannelMessage, ChannelOptions, ChannelRequestCode, Publisher, SubscribedEvent, SubscriptionEndedEvent };
 
 /** The subprotocol the device offers. */
 export const applicationProtocol = 'portcullis.v1';
@@ -41,7 +44,8 @@ interface Attempt {
 /**
  * A long-lived device connection to a Portcullis gateway. It gets tokens with openid-client,
  * refreshes them in band before they expire, and reconnects with full-jitter backoff. Close codes
- * and handshake statuses decide between reconnecting and stopping for good.
+ * and handshake statuses decide between reconnecting and stopping for good. Every new connection
+ * restores the channel subscriptions.
  */
 export class DeviceClient {
   private readonly options: DeviceClientOptions;
@@ -49,6 +53,7 @@ export class DeviceClient {
   private readonly tokens: TokenSource;
   private readonly backoff: Backoff;
   private readonly refreshBackoff: Backoff;
+  private readonly channels: ChannelRequests;
   private current: ClientState | 'idle' = 'idle';
   private attempt: Attempt | null = null;
   private reconnectTimer: NodeJS.Timeout | null = null;
@@ -66,6 +71,7 @@ export class DeviceClient {
     this.tokens = new TokenSource(options);
     this.backoff = new Backoff(options.backoff);
     this.refreshBackoff = new Backoff(options.backoff);
+    this.channels = new ChannelRequests(withChannelLogging(options, this.logger), (callback) => this.notify(callback));
   }
 
   /** Current state; `idle` before `connect`. */
@@ -84,13 +90,28 @@ export class DeviceClient {
     this.openGuarded('started');
   }
 
-  /** Sends a text frame; returns false when no connection is open. */
-  send(text: string): boolean {
-    if (this.current !== 'open' || this.attempt?.socket.readyState !== WebSocket.OPEN) {
-      return false;
-    }
-    this.attempt.socket.send(text);
-    return true;
+  /** Channels and filters subscribed to, whether or not the current connection confirmed them yet. */
+  get subscriptions(): string[] {
+    return this.channels.subscriptions;
+  }
+
+  /**
+   * Subscribes to a channel or filter and resolves when the server confirms. Every later connection
+   * restores it until `unsubscribe`. Rejects with a `PortcullisClientError` whose `code` is the
+   * server's (`forbidden`, `invalid_channel`, ...) or `request_timeout` or `not_connected`.
+   */
+  subscribe(channel: string, onMessage?: (message: ChannelMessage) => void): Promise<void> {
+    return this.channels.subscribe(channel, onMessage);
+  }
+
+  /** Ends a subscription, so its callback gets no further message. */
+  unsubscribe(channel: string): Promise<void> {
+    return this.channels.unsubscribe(channel);
+  }
+
+  /** Publishes a JSON value and resolves when the server confirms that it passed it to the subscribers. */
+  publish(channel: string, data: unknown): Promise<void> {
+    return this.channels.publish(channel, data);
   }
 
   /**
@@ -198,9 +219,12 @@ export class DeviceClient {
 
   private receive(attempt: Attempt, text: string): void {
     this.notify(() => this.options.onFrame?.(text));
-    const frame = parseControlFrame(text);
+    const parsed = parseFrameObject(text);
+    const frame = parsed ? readControlFrame(parsed) : null;
     if (!frame) {
-      this.notify(() => this.options.onMessage?.(text));
+      if (!parsed || !this.channels.receive(parsed)) {
+        this.logger.debug({ event: 'client.frame_ignored', client_id: this.options.clientId }, 'ignored a frame that is not part of portcullis.v1');
+      }
       return;
     }
 
@@ -208,6 +232,7 @@ export class DeviceClient {
       this.clearTimer('welcomeTimer');
       attempt.welcome = frame.welcome;
       this.scheduleRefresh();
+      this.channels.connected((request) => attempt.socket.send(request));
       this.transition({ state: 'open', reason: 'welcome', welcome: frame.welcome });
       return;
     }
@@ -231,6 +256,7 @@ export class DeviceClient {
     this.attempt = null;
     this.clearTimer('welcomeTimer');
     this.clearTimer('refreshTimer');
+    this.channels.disconnected();
     if (this.current === 'stopped') {
       return;
     }
@@ -273,7 +299,7 @@ export class DeviceClient {
     }
 
     const confirmed = new Promise<void>((resolve) => attempt.authWaiters.push(resolve));
-    attempt.socket.send(JSON.stringify({ type: 'auth', token: token.value }));
+    this.channels.sendControl(JSON.stringify({ type: 'auth', token: token.value }));
     await confirmed;
     this.refreshBackoff.reset();
     this.scheduleRefresh();
@@ -317,6 +343,7 @@ export class DeviceClient {
     this.clearTimer('welcomeTimer');
     const attempt = this.attempt;
     this.attempt = null;
+    this.channels.stop(true);
     this.transition(change);
     if (attempt) {
       attempt.authWaiters.splice(0).forEach((resolve) => resolve());

@@ -30,6 +30,11 @@ export interface Welcome {
   clientId: string;
   /** Token expiry in epoch seconds: the token's `exp` claim. */
   expiresAt: number;
+  /**
+   * The token's space-separated `scope` claim, such as `subscribe:users/{sub}/#`. Placeholders stay
+   * as written, because the server replaces `{sub}` and `{client_id}` only when it checks a request.
+   */
+  scope: string;
 }
 
 /** One state transition reported to `onStateChange`. */
@@ -178,30 +183,47 @@ export type ControlFrame =
   | { type: 'expiring'; expiresAt: number }
   | { type: 'auth_ok'; expiresAt: number };
 
-/** Reads a control frame; returns null for any other text, which belongs to the application. */
-export function parseControlFrame(text: string): ControlFrame | null {
+/** Parses a text frame as a JSON object. Returns null for any other text. */
+export function parseFrameObject(text: string): Record<string, unknown> | null {
   if (!text.startsWith('{')) {
     return null;
   }
 
-  let frame: Record<string, unknown>;
+  let frame: unknown;
   try {
-    frame = JSON.parse(text) as Record<string, unknown>;
+    frame = JSON.parse(text);
   } catch {
     return null;
   }
-  if (frame === null || typeof frame !== 'object' || typeof frame.expires_at !== 'number') {
+  return frame !== null && typeof frame === 'object' && !Array.isArray(frame) ? frame as Record<string, unknown> : null;
+}
+
+/** Reads a control frame from a parsed frame. Returns null for any other frame, such as a channel frame. */
+export function readControlFrame(frame: Record<string, unknown>): ControlFrame | null {
+  if (typeof frame.expires_at !== 'number') {
     return null;
   }
 
   if (frame.type === 'welcome' && typeof frame.connection_id === 'string') {
     return {
       type: 'welcome',
-      welcome: { connectionId: frame.connection_id, sub: String(frame.sub ?? ''), clientId: String(frame.client_id ?? ''), expiresAt: frame.expires_at },
+      welcome: {
+        connectionId: frame.connection_id,
+        sub: String(frame.sub ?? ''),
+        clientId: String(frame.client_id ?? ''),
+        expiresAt: frame.expires_at,
+        scope: typeof frame.scope === 'string' ? frame.scope : '',
+      },
     };
   }
   if (frame.type === 'expiring' || frame.type === 'auth_ok') {
     return { type: frame.type, expiresAt: frame.expires_at };
   }
   return null;
+}
+
+/** Reads a control frame from text. Returns null for any other text. */
+export function parseControlFrame(text: string): ControlFrame | null {
+  const frame = parseFrameObject(text);
+  return frame ? readControlFrame(frame) : null;
 }

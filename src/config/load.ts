@@ -28,6 +28,17 @@ export const optionSources: readonly OptionSource[] = [
   { option: 'maxPayloadBytes', flag: 'max-payload', env: 'PORTCULLIS_MAX_PAYLOAD' },
   { option: 'maxBufferedBytes', flag: 'max-buffered', env: 'PORTCULLIS_MAX_BUFFERED' },
   { option: 'maxHeaderBytes', flag: 'max-header-size', env: 'PORTCULLIS_MAX_HEADER_SIZE' },
+  { option: 'perMessageDeflate', flag: 'permessage-deflate', env: 'PORTCULLIS_PERMESSAGE_DEFLATE' },
+  { option: 'maxSubscriptions', flag: 'max-subscriptions', env: 'PORTCULLIS_MAX_SUBSCRIPTIONS' },
+  { option: 'messageRatePerSecond', flag: 'message-rate', env: 'PORTCULLIS_MESSAGE_RATE' },
+  { option: 'heartbeatIntervalMs', flag: 'heartbeat-interval', env: 'PORTCULLIS_HEARTBEAT_INTERVAL' },
+  { option: 'maxConnectionsPerClient', flag: 'max-connections-per-client', env: 'PORTCULLIS_MAX_CONNECTIONS_PER_CLIENT' },
+  { option: 'maxConnectionsPerUser', flag: 'max-connections-per-user', env: 'PORTCULLIS_MAX_CONNECTIONS_PER_USER' },
+  { option: 'handshakesPerIpPerMinute', flag: 'handshake-rate-ip', env: 'PORTCULLIS_HANDSHAKE_RATE_IP' },
+  { option: 'handshakesPerClientPerMinute', flag: 'handshake-rate-client', env: 'PORTCULLIS_HANDSHAKE_RATE_CLIENT' },
+  { option: 'maxPendingHandshakes', flag: 'max-pending-handshakes', env: 'PORTCULLIS_MAX_PENDING_HANDSHAKES' },
+  { option: 'webhookUrl', flag: 'webhook-url', env: 'PORTCULLIS_WEBHOOK_URL' },
+  { option: 'webhookSecretFile', flag: 'webhook-secret-file', env: 'PORTCULLIS_WEBHOOK_SECRET_FILE' },
   { option: 'logLevel', flag: 'log-level', env: 'PORTCULLIS_LOG_LEVEL' },
 ];
 

@@ -34,6 +34,28 @@ export interface Options {
   maxBufferedBytes: number;
   /** Largest accepted HTTP header section in bytes. Default 16384. */
   maxHeaderBytes: number;
+  /** Negotiate permessage-deflate; the message limit then applies to the inflated size. Default false. */
+  perMessageDeflate: boolean;
+  /** Channel subscriptions one connection may hold. Default 100. */
+  maxSubscriptions: number;
+  /** Messages per second one connection may send (token bucket, burst of the same size). Default 50. */
+  messageRatePerSecond: number;
+  /** Interval of server pings in milliseconds; a peer that misses two pongs is dropped. Default 25000. */
+  heartbeatIntervalMs: number;
+  /** Open connections one device client id may hold. Default 5. */
+  maxConnectionsPerClient: number;
+  /** Open browser connections one user may hold. Default 20. */
+  maxConnectionsPerUser: number;
+  /** Handshakes one peer address may start per minute. Default 300. */
+  handshakesPerIpPerMinute: number;
+  /** Handshakes one client id may start per minute. Default 30. */
+  handshakesPerClientPerMinute: number;
+  /** Handshakes being checked at the same time before new ones get 503. Default 256. */
+  maxPendingHandshakes: number;
+  /** HTTPS URL that receives every message published over WebSocket, HMAC-signed. Default none. */
+  webhookUrl: string | null;
+  /** File holding the webhook HMAC secret; without it one is generated in the data dir. */
+  webhookSecretFile: string | null;
   /** pino log level. Default `info`. */
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
@@ -56,6 +78,17 @@ export const defaultOptions: Readonly<Options> = Object.freeze({
   maxPayloadBytes: 64 * 1024,
   maxBufferedBytes: 1024 * 1024,
   maxHeaderBytes: 16 * 1024,
+  perMessageDeflate: false,
+  maxSubscriptions: 100,
+  messageRatePerSecond: 50,
+  heartbeatIntervalMs: 25_000,
+  maxConnectionsPerClient: 5,
+  maxConnectionsPerUser: 20,
+  handshakesPerIpPerMinute: 300,
+  handshakesPerClientPerMinute: 30,
+  maxPendingHandshakes: 256,
+  webhookUrl: null,
+  webhookSecretFile: null,
   logLevel: 'info',
 });
 
@@ -78,6 +111,36 @@ function requireInteger(name: string, value: unknown, min: number, max: number):
     throw new OptionsError(`${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(value)}.`);
   }
   return number;
+}
+
+function requireBoolean(name: string, value: unknown): boolean {
+  if (value === true || value === 'true') {
+    return true;
+  }
+  if (value === false || value === 'false') {
+    return false;
+  }
+  throw new OptionsError(`${name} must be true or false, got ${JSON.stringify(value)}.`);
+}
+
+/** Accepts https:// URLs, and http:// only on a loopback host, where no one else can read the traffic. */
+function requireWebhookUrl(name: string, value: unknown): string {
+  const text = requireString(name, value);
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new OptionsError(`${name} must be an absolute https:// URL, got ${JSON.stringify(text)}.`);
+  }
+
+  const loopback = ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname) || url.hostname.startsWith('127.');
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) {
+    throw new OptionsError(`${name} must use https:// (http:// is accepted only for a loopback host).`);
+  }
+  if (url.username || url.password) {
+    throw new OptionsError(`${name} must not contain credentials; the body is signed with the webhook secret instead.`);
+  }
+  return url.href;
 }
 
 function requireString(name: string, value: unknown): string {
@@ -155,6 +218,17 @@ export function validateOptions(input: Record<string, unknown>): Readonly<Option
     maxPayloadBytes: requireInteger('maxPayloadBytes (--max-payload)', merged.maxPayloadBytes, 128, 16 * 1024 * 1024),
     maxBufferedBytes: requireInteger('maxBufferedBytes (--max-buffered)', merged.maxBufferedBytes, 64 * 1024, 256 * 1024 * 1024),
     maxHeaderBytes: requireInteger('maxHeaderBytes (--max-header-size)', merged.maxHeaderBytes, 1024, 1024 * 1024),
+    perMessageDeflate: requireBoolean('perMessageDeflate (--permessage-deflate)', merged.perMessageDeflate),
+    maxSubscriptions: requireInteger('maxSubscriptions (--max-subscriptions)', merged.maxSubscriptions, 1, 10_000),
+    messageRatePerSecond: requireInteger('messageRatePerSecond (--message-rate)', merged.messageRatePerSecond, 1, 100_000),
+    heartbeatIntervalMs: requireInteger('heartbeatIntervalMs (--heartbeat-interval)', merged.heartbeatIntervalMs, 100, 600_000),
+    maxConnectionsPerClient: requireInteger('maxConnectionsPerClient (--max-connections-per-client)', merged.maxConnectionsPerClient, 1, 100_000),
+    maxConnectionsPerUser: requireInteger('maxConnectionsPerUser (--max-connections-per-user)', merged.maxConnectionsPerUser, 1, 100_000),
+    handshakesPerIpPerMinute: requireInteger('handshakesPerIpPerMinute (--handshake-rate-ip)', merged.handshakesPerIpPerMinute, 1, 1_000_000),
+    handshakesPerClientPerMinute: requireInteger('handshakesPerClientPerMinute (--handshake-rate-client)', merged.handshakesPerClientPerMinute, 1, 1_000_000),
+    maxPendingHandshakes: requireInteger('maxPendingHandshakes (--max-pending-handshakes)', merged.maxPendingHandshakes, 1, 100_000),
+    webhookUrl: merged.webhookUrl === null ? null : requireWebhookUrl('webhookUrl (--webhook-url)', merged.webhookUrl),
+    webhookSecretFile: merged.webhookSecretFile === null ? null : requireString('webhookSecretFile (--webhook-secret-file)', merged.webhookSecretFile),
     logLevel: logLevel as Options['logLevel'],
   });
 }

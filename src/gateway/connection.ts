@@ -1,7 +1,14 @@
 import type { Logger } from 'pino';
-import type { RawData, WebSocket } from 'ws';
+import { WebSocket, type RawData } from 'ws';
 
-import { closeCodes, PortcullisError, type ErrorCode } from '../errors.ts';
+import type { ChannelBroker, ChannelMessage } from '../channels/broker.ts';
+import { MessageRateLimiter } from '../channels/message-rate.ts';
+import { parseChannelName } from '../channels/names.ts';
+import { mayPublish, permissionsFromScope, type ChannelPermissions } from '../channels/permissions.ts';
+import { errorFrame, parseClientFrame, replyFrame, type ClientFrame, type MessageId } from '../channels/protocol.ts';
+import { SubscriptionSet } from '../channels/subscriptions.ts';
+import { closeCodes, type ErrorCode } from '../errors.ts';
+import { checkReplacementToken } from './in-band-auth.ts';
 import type { ConnectionRegistry } from './registry.ts';
 import type { VerifiedToken } from './token-verifier.ts';
 
@@ -17,6 +24,11 @@ export interface Connection {
   peerAddress: string;
   /** Epoch milliseconds. */
   connectedAt: number;
+  /**
+   * Replaces the token after a refresh that was already verified, narrows the subscriptions to the
+   * new scopes and sends `auth_ok`. Set once the connection is served.
+   */
+  applyToken?: (token: VerifiedToken) => void;
 }
 
 /** Services a connection uses besides its socket. */
@@ -24,127 +36,211 @@ export interface ConnectionServices {
   logger: Logger;
   /** Outgoing bytes a socket may have queued before it is closed with 1013. */
   maxBufferedBytes: number;
+  /** Subscriptions one connection may hold. */
+  maxSubscriptions: number;
+  /** Messages per second one connection may send. */
+  messageRatePerSecond: number;
+  broker: ChannelBroker;
   registry: ConnectionRegistry;
   verifyToken: (token: string) => Promise<VerifiedToken>;
   findRevocation: (kind: 'browser' | 'device', token: VerifiedToken) => Promise<ErrorCode | undefined>;
+  /** Called for every message a client publishes, after local delivery (the webhook). */
+  onClientPublish?: (message: ChannelMessage) => void;
 }
 
-/** Largest in-band `auth` frame accepted, in bytes; a real access token is under 1 KiB. */
-const maxAuthFrameBytes = 16 * 1024;
+/** Channel state of one connection, alive from the welcome frame to the close. */
+interface ConnectionState {
+  connection: Connection;
+  services: ConnectionServices;
+  permissions: ChannelPermissions;
+  subscriptions: SubscriptionSet;
+  rate: MessageRateLimiter;
+  closed: boolean;
+}
+
+function permissionsOf(token: VerifiedToken): ChannelPermissions {
+  return permissionsFromScope(token.scope, { clientId: token.clientId, sub: token.sub });
+}
 
 /**
- * Registers the connection, sends the welcome frame, handles in-band `auth` frames and echoes other
- * text frames back. The channel protocol will replace the echo.
+ * Registers the connection, sends the welcome frame and serves the `portcullis.v1` channel
+ * protocol until the socket closes.
  */
 export function serveConnection(connection: Connection, services: ConnectionServices): void {
   const { socket, token } = connection;
-  const { logger, registry } = services;
+  const state: ConnectionState = {
+    connection,
+    services,
+    permissions: permissionsOf(token),
+    subscriptions: null as unknown as SubscriptionSet,
+    rate: new MessageRateLimiter(services.messageRatePerSecond),
+    closed: false,
+  };
+  state.subscriptions = new SubscriptionSet(services.broker, { deliver: (frame) => send(state, frame) }, services.maxSubscriptions);
 
-  registry.add(connection);
-  socket.send(JSON.stringify({
+  connection.applyToken = (fresh) => applyToken(state, fresh, null);
+  services.registry.add(connection);
+  send(state, JSON.stringify({
     type: 'welcome',
     connection_id: connection.id,
     sub: token.sub,
     client_id: token.clientId,
     expires_at: token.exp,
+    scope: token.scope,
   }));
 
-  socket.on('message', (data, isBinary) => {
-    if (isBinary) {
-      socket.close(closeCodes.unsupportedData, 'binary frames are not supported');
-      return;
-    }
-
-    const authToken = readAuthFrame(data);
-    if (authToken === null) {
-      sendOrDrop(connection, services, data);
-      return;
-    }
-    reauthenticate(connection, authToken, services).catch((error: unknown) => {
-      logger.error({ event: 'connection.auth_failed', connection_id: connection.id, err: error }, 'in-band authentication failed with an internal error');
-      socket.close(closeCodes.internalError, 'server_error');
-    });
-  });
+  socket.on('message', (data, isBinary) => receive(state, data, isBinary));
 
   socket.on('error', (error) => {
-    logger.debug({ event: 'connection.error', connection_id: connection.id, err: error }, 'connection error');
+    services.logger.debug({ event: 'connection.error', connection_id: connection.id, err: error }, 'connection error');
   });
 
   socket.on('close', (code) => {
-    registry.remove(connection);
-    logger.info({ event: 'connection.closed', connection_id: connection.id, close_code: code }, 'connection closed');
+    state.closed = true;
+    state.subscriptions.clear();
+    services.registry.remove(connection);
+    services.logger.info({ event: 'connection.closed', connection_id: connection.id, close_code: code }, 'connection closed');
   });
 }
 
-/**
- * Sends a frame unless the peer has stopped reading. A client that sends but never reads would
- * otherwise make the server queue every reply in memory, so past the limit it is closed with 1013.
- */
-function sendOrDrop(connection: Connection, services: ConnectionServices, data: RawData): void {
-  const { socket } = connection;
-  if (socket.bufferedAmount > services.maxBufferedBytes) {
-    services.logger.warn({ event: 'connection.slow_consumer', connection_id: connection.id, buffered_bytes: socket.bufferedAmount }, 'closing a connection that does not read its messages');
-    services.registry.remove(connection);
-    socket.close(closeCodes.tryAgainLater, 'slow_consumer');
-    // A peer that does not read will not complete the closing handshake either.
-    setTimeout(() => socket.terminate(), 1000).unref();
+function receive(state: ConnectionState, data: RawData, isBinary: boolean): void {
+  const { connection, services } = state;
+  // Once a close has started (here, or by the registry for expiry or revocation), a peer that
+  // ignores the close frame must not go on publishing or subscribing until `ws` times it out.
+  if (state.closed || connection.socket.readyState !== WebSocket.OPEN) {
     return;
   }
-  socket.send(data, { binary: false });
+
+  const decision = state.rate.take();
+  if (decision === 'abuse') {
+    services.logger.warn({ event: 'connection.rate_abuse', connection_id: connection.id, client_id: connection.token.clientId }, 'closing a connection that keeps sending past its message rate');
+    close(state, closeCodes.policyViolation, 'rate_limited');
+    return;
+  }
+  if (decision === 'refuse') {
+    // A refused frame is still parsed for its id, so the client can tell which request failed.
+    // The abuse threshold bounds how many such frames are parsed.
+    send(state, errorFrame(isBinary ? null : parseClientFrame(data).id, 'rate_limited'));
+    return;
+  }
+
+  if (isBinary) {
+    send(state, errorFrame(null, 'binary_not_supported'));
+    return;
+  }
+  const frame = parseClientFrame(data);
+  if ('problem' in frame) {
+    send(state, errorFrame(frame.id, frame.problem));
+    return;
+  }
+  handleFrame(state, frame);
 }
 
-/** Returns the token of a `{"type":"auth","token":…}` frame, or null for any other frame. */
-function readAuthFrame(data: RawData): string | null {
-  // Every text frame passes here, so a Buffer (ws's default) is read in place rather than copied.
-  let buffer: Buffer;
-  if (Buffer.isBuffer(data)) {
-    buffer = data;
-  } else if (Array.isArray(data)) {
-    buffer = Buffer.concat(data);
-  } else {
-    buffer = Buffer.from(data);
+function handleFrame(state: ConnectionState, frame: ClientFrame): void {
+  switch (frame.type) {
+    case 'subscribe':
+      answer(state, frame.id, state.subscriptions.add(frame.channel, state.permissions), 'subscribed', frame.channel);
+      return;
+    case 'unsubscribe':
+      answer(state, frame.id, state.subscriptions.remove(frame.channel), 'unsubscribed', frame.channel);
+      return;
+    case 'publish':
+      answer(state, frame.id, publish(state, frame.channel, frame.data), 'published', frame.channel);
+      return;
+    case 'auth':
+      reauthenticate(state, frame.id, frame.token).catch((error: unknown) => {
+        state.services.logger.error({ event: 'connection.auth_failed', connection_id: state.connection.id, err: error }, 'in-band authentication failed with an internal error');
+        close(state, closeCodes.internalError, 'server_error');
+      });
   }
-  if (buffer.length > maxAuthFrameBytes || buffer[0] !== 0x7b) {
-    return null;
+}
+
+function answer(state: ConnectionState, id: MessageId, rejection: ErrorCode | null, reply: 'subscribed' | 'unsubscribed' | 'published', channel: string): void {
+  send(state, rejection ? errorFrame(id, rejection) : replyFrame(reply, id, channel));
+}
+
+function publish(state: ConnectionState, channel: string, data: unknown): ErrorCode | null {
+  const segments = parseChannelName(channel);
+  if (!segments) {
+    return 'invalid_channel';
+  }
+  if (!mayPublish(state.permissions, segments)) {
+    return 'forbidden';
   }
 
-  try {
-    const frame = JSON.parse(buffer.toString('utf8')) as { type?: unknown; token?: unknown };
-    return frame.type === 'auth' && typeof frame.token === 'string' ? frame.token : null;
-  } catch {
-    return null;
-  }
+  const { token } = state.connection;
+  const message: ChannelMessage = { channel, data, publisher: { client_id: token.clientId, sub: token.sub }, timestamp: Date.now() };
+  state.services.broker.publish(message);
+  state.services.onClientPublish?.(message);
+  return null;
 }
 
 /**
- * Verifies a fresh token sent on the open socket exactly like a handshake token. It must name the
- * same subject and client, so a socket cannot be handed over to another identity. Any failure
- * closes the connection with 4403 and the error code as reason.
+ * Replaces the connection's token with one sent in band. A refused token closes the connection with
+ * 4403 and the error code as reason. An accepted one may carry fewer scopes, so subscriptions it no
+ * longer allows end with an `unsubscribed` frame whose reason is `forbidden`.
  */
-async function reauthenticate(connection: Connection, presented: string, services: ConnectionServices): Promise<void> {
+async function reauthenticate(state: ConnectionState, id: MessageId | null, presented: string): Promise<void> {
+  const { connection, services } = state;
   const outcome = await checkReplacementToken(connection, presented, services);
+  if (state.closed) {
+    return;
+  }
   if (typeof outcome === 'string') {
     services.logger.info({ event: 'connection.auth_rejected', connection_id: connection.id, code: outcome }, 'in-band token rejected');
-    services.registry.remove(connection);
-    connection.socket.close(closeCodes.forbidden, outcome);
+    close(state, closeCodes.forbidden, outcome);
     return;
   }
 
-  services.registry.replaceToken(connection, outcome);
-  services.logger.info({ event: 'connection.refreshed', connection_id: connection.id, expires_at: outcome.exp }, 'connection token refreshed in band');
-  connection.socket.send(JSON.stringify({ type: 'auth_ok', expires_at: outcome.exp }));
+  applyToken(state, outcome, id);
 }
 
-async function checkReplacementToken(connection: Connection, presented: string, services: ConnectionServices): Promise<ErrorCode | VerifiedToken> {
-  let verified: VerifiedToken;
-  try {
-    verified = await services.verifyToken(presented);
-  } catch (error) {
-    return error instanceof PortcullisError ? error.code : 'token_invalid';
+/** Switches the connection to a verified token, drops subscriptions it no longer allows and confirms with `auth_ok`. */
+function applyToken(state: ConnectionState, token: VerifiedToken, id: MessageId | null): void {
+  const { connection, services } = state;
+  if (state.closed) {
+    return;
   }
 
-  if (verified.sub !== connection.token.sub || verified.clientId !== connection.token.clientId) {
-    return 'token_invalid';
+  services.registry.replaceToken(connection, token);
+  state.permissions = permissionsOf(token);
+  const dropped = state.subscriptions.restrictTo(state.permissions);
+  services.logger.info({ event: 'connection.refreshed', connection_id: connection.id, expires_at: token.exp, dropped_subscriptions: dropped.length }, 'connection token refreshed');
+
+  const reply: Record<string, unknown> = { type: 'auth_ok', expires_at: token.exp, scope: token.scope };
+  if (id !== null) {
+    reply.id = id;
   }
-  return await services.findRevocation(connection.kind, verified) ?? verified;
+  send(state, JSON.stringify(reply));
+  for (const channel of dropped) {
+    send(state, JSON.stringify({ type: 'unsubscribed', id: null, channel, reason: 'forbidden' }));
+  }
+}
+
+/**
+ * Queues a frame unless the peer has stopped reading. A client that never reads would otherwise
+ * make the server hold every message for it in memory, so past the limit it is closed with 1013.
+ * Other connections are unaffected: each socket has its own queue.
+ */
+function send(state: ConnectionState, frame: string): void {
+  const { connection, services } = state;
+  if (state.closed || connection.socket.readyState !== WebSocket.OPEN) {
+    return;
+  }
+  if (connection.socket.bufferedAmount > services.maxBufferedBytes) {
+    services.logger.warn({ event: 'connection.slow_consumer', connection_id: connection.id, buffered_bytes: connection.socket.bufferedAmount }, 'closing a connection that does not read its messages');
+    close(state, closeCodes.tryAgainLater, 'slow_consumer');
+    // A peer that does not read will not complete the closing handshake either.
+    setTimeout(() => connection.socket.terminate(), 1000).unref();
+    return;
+  }
+  connection.socket.send(frame);
+}
+
+/** Stops delivery at once and starts the closing handshake. */
+function close(state: ConnectionState, code: number, reason: string): void {
+  state.closed = true;
+  state.subscriptions.clear();
+  state.services.registry.remove(state.connection);
+  state.connection.socket.close(code, reason);
 }

@@ -32,6 +32,18 @@ export interface ConnectionSummary {
   expires_at: number;
 }
 
+/** The owner an open connection counts against: a device's client id, or a browser user's subject. */
+export type ConnectionOwner = { kind: 'device'; clientId: string } | { kind: 'browser'; sub: string };
+
+/** A connection slot taken by `reserveSlot`. Its `release` frees it and may be called more than once. */
+export interface ConnectionSlot {
+  release(): void;
+}
+
+function ownerKey(owner: ConnectionOwner): string {
+  return owner.kind === 'device' ? `device:${owner.clientId}` : `browser:${owner.sub}`;
+}
+
 function addToIndex(index: Map<string, Set<Connection>>, key: string | null, connection: Connection): void {
   if (!key) {
     return;
@@ -66,6 +78,7 @@ export class ConnectionRegistry {
   private readonly byClient = new Map<string, Set<Connection>>();
   private readonly bySubject = new Map<string, Set<Connection>>();
   private readonly byTokenId = new Map<string, Set<Connection>>();
+  private readonly slotCounts = new Map<string, number>();
   private readonly warnings: ExpirySchedule<Connection>;
   private readonly expiries: ExpirySchedule<Connection>;
   private readonly now: () => number;
@@ -175,6 +188,43 @@ export class ConnectionRegistry {
       connected_at: Math.floor(connection.connectedAt / 1000),
       expires_at: connection.token.exp,
     }));
+  }
+
+  /** Returns the number of connection slots an owner has taken, one per accepted socket not yet closed. */
+  slotCount(owner: ConnectionOwner): number {
+    return this.slotCounts.get(ownerKey(owner)) ?? 0;
+  }
+
+  /**
+   * Takes one of `limit` connection slots for an owner, or returns null when all are taken. It is
+   * synchronous, so two handshakes that finish their checks together cannot both take the last slot.
+   * The caller releases the slot when the socket closes. Slots are counted apart from `add` and
+   * `remove`, because a connection removed at revocation or expiry still holds its socket until the
+   * close completes.
+   */
+  reserveSlot(owner: ConnectionOwner, limit: number): ConnectionSlot | null {
+    const key = ownerKey(owner);
+    const slotsTaken = this.slotCounts.get(key) ?? 0;
+    if (slotsTaken >= limit) {
+      return null;
+    }
+    this.slotCounts.set(key, slotsTaken + 1);
+
+    let released = false;
+    return {
+      release: () => {
+        if (released) {
+          return;
+        }
+        released = true;
+        const remaining = (this.slotCounts.get(key) ?? 1) - 1;
+        if (remaining > 0) {
+          this.slotCounts.set(key, remaining);
+        } else {
+          this.slotCounts.delete(key);
+        }
+      },
+    };
   }
 
   /** Sends due `expiring` frames and closes connections whose token has expired. */

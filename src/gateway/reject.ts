@@ -5,9 +5,17 @@ import { errorBody, errorCatalogue, type ErrorCode } from '../errors.ts';
 
 /**
  * Rejects a failed upgrade on the raw socket with an HTTP status and a JSON error body, then closes
- * the socket without upgrading.
+ * the socket without upgrading. `extraHeaders` (such as `Retry-After`) follow the fixed headers.
+ * A name or value containing CR or LF throws, because it would split the response.
  */
-export function rejectUpgrade(socket: Duplex, code: ErrorCode): void {
+export function rejectUpgrade(socket: Duplex, code: ErrorCode, extraHeaders: Readonly<Record<string, string>> = {}): void {
+  const extraLines = Object.entries(extraHeaders).map(([name, value]) => {
+    if (/[\r\n]/.test(name) || /[\r\n]/.test(value)) {
+      throw new TypeError(`Response header ${JSON.stringify(name)} contains CR or LF`);
+    }
+    return `${name}: ${value}`;
+  });
+
   if (!socket.writable || socket.destroyed) {
     socket.destroy();
     return;
@@ -31,6 +39,7 @@ export function rejectUpgrade(socket: Duplex, code: ErrorCode): void {
   if (status === 426) {
     headers.push(code === 'tls_required' ? 'Upgrade: TLS/1.2, HTTP/1.1' : 'Upgrade: websocket');
   }
+  headers.push(...extraLines);
 
   socket.end(`${headers.join('\r\n')}\r\n\r\n${body}`);
   // A client that never reads must not keep the socket open.

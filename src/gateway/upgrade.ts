@@ -5,97 +5,204 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 
+import type { Options } from '../config/options.ts';
 import { closeCodes, type ErrorCode } from '../errors.ts';
 import { pathWithoutQuery } from '../log/logger.ts';
 import { serveConnection, type Connection, type ConnectionServices } from './connection.ts';
 import { runHandshakeChecks } from './guard/index.ts';
+import { createHandshakeLimits, type RateLimiterFactory } from './handshake-limits.ts';
+import { Heartbeat } from './heartbeat.ts';
 import { rejectUpgrade } from './reject.ts';
+import type { ConnectionOwner, ConnectionSlot } from './registry.ts';
 import { applicationProtocol, headerValues, parseOfferedProtocols, type HandshakeCheck, type HandshakeState } from './handshake.ts';
 
 /** Path of the WebSocket endpoint. */
 export const websocketPath = '/ws';
+
+/** Options that set the gateway's connection and handshake limits, compression and heartbeat. */
+export type UpgradeLimitOptions = Pick<Options,
+  | 'perMessageDeflate'
+  | 'heartbeatIntervalMs'
+  | 'maxConnectionsPerClient'
+  | 'maxConnectionsPerUser'
+  | 'handshakesPerIpPerMinute'
+  | 'handshakesPerClientPerMinute'
+  | 'maxPendingHandshakes'
+  | 'trustedProxies'>;
 
 /** Inputs of the upgrade handler. */
 export interface UpgradeHandlerInit {
   checks: HandshakeCheck[];
   logger: Logger;
   maxPayloadBytes: number;
+  /** Limit options. The server passes its whole `Options`. */
+  limits: UpgradeLimitOptions;
+  /** Factory of the handshake rate limiters, in-memory ones by default. */
+  createRateLimiter?: RateLimiterFactory;
   /** Services accepted connections use: registry, token verification and revocation lookups. */
   services: ConnectionServices;
 }
 
+/** The arguments of one `upgrade` event. */
+interface UpgradeRequest {
+  request: IncomingMessage;
+  socket: Duplex;
+  head: Buffer;
+}
+
+/** A handshake rejection, with the seconds after which a retry may succeed when that is known. */
+interface Rejection {
+  code: ErrorCode;
+  retryAfterSeconds?: number;
+}
+
 /**
- * Creates the `upgrade` listener of the HTTPS server. Every check runs before `handleUpgrade`, so a
- * rejected client never gets a WebSocket; it gets an HTTP status and a JSON error instead.
+ * Creates the `upgrade` listener of the HTTPS server. Every check and limit runs before
+ * `handleUpgrade`, so a rejected client never gets a WebSocket. It gets an HTTP status and a JSON
+ * error instead. Call `stop` when the server closes, to stop the heartbeat timer.
  */
 export function createUpgradeHandler(init: UpgradeHandlerInit) {
+  const { limits: limitOptions, services } = init;
+  const limits = createHandshakeLimits(limitOptions, init.createRateLimiter);
+  const heartbeat = new Heartbeat({ intervalMs: limitOptions.heartbeatIntervalMs, logger: init.logger });
+  heartbeat.start();
+
   const websocketServer = new WebSocketServer({
     noServer: true,
+    // With permessage-deflate on, ws applies maxPayload to the inflated message, so a small
+    // compressed frame cannot expand past the limit.
     maxPayload: init.maxPayloadBytes,
-    perMessageDeflate: false,
+    perMessageDeflate: limitOptions.perMessageDeflate,
     handleProtocols: (protocols) => (protocols.has(applicationProtocol) ? applicationProtocol : false),
   });
 
   async function handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     socket.on('error', (error) => init.logger.debug({ event: 'handshake.socket_error', err: error }, 'socket error during handshake'));
 
-    const state = createState(request);
-    if (!state) {
-      reject(request, socket, 'bad_handshake');
+    if (!limits.pending.tryEnter()) {
+      reject(request, socket, { code: 'server_busy', retryAfterSeconds: 1 });
       return;
     }
-    if (state.url.pathname !== websocketPath) {
-      reject(request, socket, 'not_found');
+    try {
+      await checkAndUpgrade(request, socket, head);
+    } finally {
+      limits.pending.leave();
+    }
+  }
+
+  async function checkAndUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    // Counted before any token or database work, so a flood from one address stays cheap.
+    const addressDecision = await limits.perAddress.consume(limits.addressKey(request));
+    if (!addressDecision.allowed) {
+      reject(request, socket, { code: 'rate_limited', retryAfterSeconds: addressDecision.retryAfterSeconds });
       return;
     }
 
-    const rejection = await runHandshakeChecks(init.checks, state);
-    if (rejection) {
-      reject(request, socket, rejection);
+    const state = createState(request);
+    if (!state) {
+      reject(request, socket, { code: 'bad_handshake' });
       return;
+    }
+    if (state.url.pathname !== websocketPath) {
+      reject(request, socket, { code: 'not_found' });
+      return;
+    }
+
+    const checkRejection = await runHandshakeChecks(init.checks, state);
+    if (checkRejection) {
+      reject(request, socket, { code: checkRejection });
+      return;
+    }
+
+    // Counted only after the token and X-Client-Id are verified. Client ids are not secret, so
+    // counting unauthenticated attempts would let anyone use up a device's budget and lock it out.
+    if (state.kind === 'device') {
+      const clientDecision = await limits.perClient.consume(state.verified!.clientId);
+      if (!clientDecision.allowed) {
+        reject(request, socket, { code: 'rate_limited', retryAfterSeconds: clientDecision.retryAfterSeconds });
+        return;
+      }
     }
     if (socket.destroyed) {
       return;
     }
 
-    websocketServer.handleUpgrade(request, socket, head, (websocket) => {
-      const connection: Connection = {
-        id: crypto.randomUUID(),
-        kind: state.kind ?? 'device',
-        socket: websocket,
-        token: state.verified!,
-        origin: state.kind === 'browser' ? headerValues(request, 'origin')[0] ?? null : state.verified!.clientId,
-        peerAddress: state.peerAddress,
-        connectedAt: Date.now(),
-      };
-      init.logger.info({
-        event: 'handshake.accepted',
-        connection_id: connection.id,
-        kind: connection.kind,
-        sub: connection.token.sub,
-        client_id: connection.token.clientId,
-        ip: connection.peerAddress,
-      }, 'handshake accepted');
-      try {
-        serveConnection(connection, init.services);
-      } catch (error) {
-        // The socket is a WebSocket now, so an HTTP error response would corrupt its framing.
-        init.logger.error({ event: 'connection.setup_failed', connection_id: connection.id, err: error }, 'serving an accepted connection failed');
-        websocket.close(closeCodes.internalError, 'server_error');
-      }
-    });
+    // The slot is taken synchronously right before handleUpgrade, with no await in between, so two
+    // handshakes of one owner cannot both pass when one slot is left.
+    const slot = reserveSlot(state);
+    if (!slot) {
+      reject(request, socket, { code: 'too_many_connections' });
+      return;
+    }
+    accept({ request, socket, head }, state, slot);
   }
 
-  function reject(request: IncomingMessage, socket: Duplex, code: ErrorCode): void {
+  function reserveSlot(state: HandshakeState): ConnectionSlot | null {
+    const verified = state.verified!;
+    const owner: ConnectionOwner = state.kind === 'browser' ? { kind: 'browser', sub: verified.sub } : { kind: 'device', clientId: verified.clientId };
+    const limit = owner.kind === 'browser' ? limitOptions.maxConnectionsPerUser : limitOptions.maxConnectionsPerClient;
+    return services.registry.reserveSlot(owner, limit);
+  }
+
+  function accept(upgrade: UpgradeRequest, state: HandshakeState, slot: ConnectionSlot): void {
+    const { request, socket, head } = upgrade;
+    let upgraded = false;
+    try {
+      websocketServer.handleUpgrade(request, socket, head, (websocket) => {
+        upgraded = true;
+        websocket.once('close', () => slot.release());
+        startConnection(request, state, websocket);
+      });
+    } finally {
+      // ws rejects some requests itself without calling back, such as an unacceptable
+      // Sec-WebSocket-Extensions offer. Without a verifyClient option, ws 8 calls back synchronously,
+      // so `upgraded` is final here.
+      if (!upgraded) {
+        slot.release();
+      }
+    }
+  }
+
+  function startConnection(request: IncomingMessage, state: HandshakeState, websocket: Connection['socket']): void {
+    const connection: Connection = {
+      id: crypto.randomUUID(),
+      kind: state.kind ?? 'device',
+      socket: websocket,
+      token: state.verified!,
+      origin: state.kind === 'browser' ? headerValues(request, 'origin')[0] ?? null : state.verified!.clientId,
+      peerAddress: state.peerAddress,
+      connectedAt: Date.now(),
+    };
+    init.logger.info({
+      event: 'handshake.accepted',
+      connection_id: connection.id,
+      kind: connection.kind,
+      sub: connection.token.sub,
+      client_id: connection.token.clientId,
+      ip: connection.peerAddress,
+    }, 'handshake accepted');
+    heartbeat.track(connection.id, websocket);
+    try {
+      serveConnection(connection, services);
+    } catch (error) {
+      // The socket is a WebSocket now, so an HTTP error response would corrupt its framing.
+      init.logger.error({ event: 'connection.setup_failed', connection_id: connection.id, err: error }, 'serving an accepted connection failed');
+      websocket.close(closeCodes.internalError, 'server_error');
+    }
+  }
+
+  function reject(request: IncomingMessage, socket: Duplex, rejection: Rejection): void {
+    const { code, retryAfterSeconds } = rejection;
     init.logger.info({
       event: 'handshake.rejected',
       code,
+      retry_after_seconds: retryAfterSeconds,
       path: pathWithoutQuery(request.url),
       origin: truncate(headerValues(request, 'origin')[0]),
       client_id: truncate(headerValues(request, 'x-client-id')[0]),
       ip: request.socket.remoteAddress,
     }, 'handshake rejected');
-    rejectUpgrade(socket, code);
+    rejectUpgrade(socket, code, retryAfterSeconds === undefined ? {} : { 'Retry-After': String(retryAfterSeconds) });
   }
 
   return {
@@ -105,6 +212,10 @@ export function createUpgradeHandler(init: UpgradeHandlerInit) {
         init.logger.error({ event: 'handshake.failed', err: error }, 'handshake failed with an internal error');
         rejectUpgrade(socket, 'server_error');
       });
+    },
+    /** Stops the heartbeat timer. Open sockets stay open. */
+    stop(): void {
+      heartbeat.stop();
     },
   };
 }

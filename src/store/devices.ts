@@ -12,8 +12,11 @@ export const deviceGrantTypes = [
   'refresh_token',
 ];
 
-/** Client ids of devices: a letter or digit first, then letters, digits, `.`, `_`, `-`; 1 to 128 characters. */
-export const clientIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+/**
+ * Client ids of devices: a lower-case letter or digit first, then lower-case letters, digits, `_`
+ * and `-`; 1 to 64 characters. An id is one channel segment, as in `devices/<client-id>/telemetry`.
+ */
+export const clientIdPattern = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 
 /** Hashes a client secret for storage; secrets are 256-bit random, so one SHA-256 is enough. */
 export function hashClientSecret(secret: string): string {
@@ -28,8 +31,8 @@ export function clientSecretMatches(storedHash: string, presented: string): bool
 }
 
 /** Registers a device. The caller generated the secret and keeps it; only its hash is stored. */
-export async function insertDevice(store: Store, device: Omit<DeviceTable, 'created_at'>): Promise<void> {
-  await store.insertInto('devices').values({ ...device, created_at: epochSeconds() }).execute();
+export async function insertDevice(store: Store, device: Omit<DeviceTable, 'created_at' | 'scopes'> & { scopes?: string | null }): Promise<void> {
+  await store.insertInto('devices').values({ ...device, scopes: device.scopes ?? null, created_at: epochSeconds() }).execute();
 }
 
 /** Looks up one device row by client id. */

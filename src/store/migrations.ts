@@ -91,4 +91,11 @@ export const migrations: Record<string, Migration> = {
       await db.schema.alterTable('signing_keys').addColumn('retired_at', 'integer').execute();
     },
   },
+  '2026-12-04-004-device-scopes': {
+    async up(db: Kysely<any>) {
+      // The channel scopes a device may ask for; null keeps the defaults.
+      await db.schema.alterTable('devices').addColumn('scopes', 'text').execute();
+      await db.schema.createIndex('devices_owner').on('devices').column('owner').execute();
+    },
+  },
 };

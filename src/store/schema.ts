@@ -30,6 +30,8 @@ export interface DeviceTable {
   /** JSON JWK Set with the device's public key; null for secret devices. */
   jwks: string | null;
   owner: string | null;
+  /** Space-separated channel scopes registered for the device; null means the defaults. */
+  scopes: string | null;
   created_at: number;
 }
 

@@ -2,6 +2,7 @@ import type Provider from 'oidc-provider';
 import type { Configuration } from 'openid-client';
 import type { Logger } from 'pino';
 
+import type { ChannelBroker } from '../channels/broker.ts';
 import type { LoginThrottle } from '../auth/login-throttle.ts';
 import type { Options } from '../config/options.ts';
 import type { Store } from '../store/database.ts';
@@ -28,4 +29,6 @@ export interface WebContext {
   gatewayAudience: string;
   registry: ConnectionRegistry;
   revocations: RevocationService;
+  /** Routes published messages to subscribed connections on this node. */
+  broker: ChannelBroker;
 }

@@ -48,8 +48,7 @@ async function rotateSession(context: WebContext, grantId: string): Promise<Rota
   });
 
   for (const connection of context.registry.connectionsOfGrant(grantId)) {
-    context.registry.replaceToken(connection, verified);
-    connection.socket.send(JSON.stringify({ type: 'auth_ok', expires_at: verified.exp }));
+    connection.applyToken?.(verified);
   }
   context.logger.info({ event: 'session.refreshed', sub: verified.sub, grant_id: grantId, expires_at: verified.exp }, 'browser session refreshed');
   return { accessToken: tokens.access_token, verified };

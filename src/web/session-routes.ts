@@ -35,7 +35,7 @@ export function registerSessionRoutes(app: FastifyInstance, context: WebContext)
     const state = oauth.randomState();
     const authorizationUrl = oauth.buildAuthorizationUrl(configuration, {
       redirect_uri: callbackUrl,
-      scope: 'gateway',
+      // No scope named: the auth server grants the user's current channel scopes.
       resource: context.gatewayAudience,
       code_challenge: await oauth.calculatePKCECodeChallenge(verifier),
       code_challenge_method: 'S256',

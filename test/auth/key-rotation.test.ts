@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
 import { decodeProtectedHeader } from 'jose';
-import WebSocket from 'ws';
 
 import { rawHandshake } from '../support/raw-handshake.ts';
 import { addDevice, deviceToken, runCli, startTestServer, type TestServer } from '../support/server.ts';
+import { commandsChannel, deviceRoundTrip, openDeviceSocket } from '../support/websocket.ts';
 
 let server: TestServer;
 let device: { client_id: string; client_secret: string };
@@ -25,28 +25,10 @@ async function publishedKids(): Promise<string[]> {
   return keys.map((key) => key.kid);
 }
 
-function openDeviceSocket(token: string): Promise<WebSocket> {
-  return new Promise((resolve, reject) => {
-    const socket = new WebSocket(`wss://localhost:${server.port}/ws`, ['portcullis.v1'], {
-      ca: server.caPem,
-      headers: { authorization: `Bearer ${token}`, 'x-client-id': device.client_id },
-    });
-    socket.once('message', () => resolve(socket));
-    socket.once('error', reject);
-  });
-}
-
-function echo(socket: WebSocket, text: string): Promise<string> {
-  return new Promise((resolve) => {
-    socket.once('message', (data) => resolve(data.toString()));
-    socket.send(text);
-  });
-}
-
 test('rotation keeps old and new tokens working', async () => {
   const oldToken = await deviceToken(server, device);
   const oldKid = decodeProtectedHeader(oldToken).kid!;
-  const liveSocket = await openDeviceSocket(oldToken);
+  const liveSocket = await openDeviceSocket(server, { clientId: device.client_id, accessToken: oldToken });
 
   const rotated = await runCli(server.dataDir, ['keys', 'rotate']);
   assert.equal(rotated.code, 0, rotated.stderr);
@@ -65,8 +47,11 @@ test('rotation keeps old and new tokens working', async () => {
     assert.equal(response.status, 101);
   }
 
-  assert.equal(await echo(liveSocket, 'still here'), 'still here');
-  liveSocket.close();
+  // Rotation retired the key that signed this socket's token, which must not cut the socket off.
+  const message = await deviceRoundTrip(liveSocket, 'still here');
+  assert.equal(message.channel, commandsChannel(device.client_id));
+  assert.equal(message.data, 'still here');
+  await liveSocket.close();
 });
 
 test('keys list shows retired key', async () => {

@@ -7,35 +7,54 @@ import { after, before, test } from 'node:test';
 
 import type { Page } from 'playwright-core';
 
+import { DeviceClient } from '../../src/client/device.ts';
 import { scriptedLogin } from '../support/browser-login.ts';
 import { launchChromium, type TestBrowser } from '../support/chromium.ts';
-import { addUser, startTestServer, temporaryDataDir, type TestServer } from '../support/server.ts';
+import { addDevice, addUser, runCli, startTestServer, temporaryDataDir, type TestServer } from '../support/server.ts';
+import { clientOptions, opened, Recorder } from './recorder.ts';
 
 const username = 'sdk-browser-user';
 const password = 'sdk browser password';
+// Registered before the login with the user as owner, so the session's scope covers its channels.
+const ownedDeviceId = 'sdk-browser-thermometer';
 const bundlePath = '/static/portcullis-client.js';
 // A safety stop for each step; no assertion depends on how long anything took.
 const stepTimeout = { timeout: 60_000 };
 
+/** A message as the page's client reports it. */
+interface PageMessage {
+  channel: string;
+  data: unknown;
+  publisher: { clientId: string; sub: string };
+  timestamp: number;
+}
+
 /** What the page's client reported, in order. */
 type PageEvent =
-  | { kind: 'state'; state: string; reason: string; closeCode?: number; status?: number; welcome?: { connectionId: string; sub: string; clientId: string } }
-  | { kind: 'message'; text: string }
+  | { kind: 'state'; state: string; reason: string; closeCode?: number; status?: number; welcome?: { connectionId: string; sub: string; clientId: string; scope: string } }
+  | { kind: 'message'; message: PageMessage }
+  | { kind: 'subscription_message'; subscription: string; message: PageMessage }
+  | { kind: 'subscribed'; channel: string; restored: boolean }
+  | { kind: 'subscription_ended'; channel: string; code: string }
   | { kind: 'refreshed'; expiresAt: number };
 
 /** The globals the page script below sets. */
 interface PageGlobals {
   portcullisEvents: PageEvent[];
-  portcullisClient: { connect(): void; send(text: string): boolean; refresh(): Promise<void>; close(): void };
+  portcullisClient: { connect(): void; refresh(): Promise<void>; close(): void; readonly subscriptions: string[] };
+  /** Subscribes with a callback that records `subscription_message` events. Resolves to `subscribed` or the rejection's code. */
+  portcullisSubscribe(channel: string): Promise<string>;
 }
 
 let server: TestServer;
+let ownedDeviceSecret: string | undefined;
 let browser: TestBrowser;
 let page: Page;
 
 before(async () => {
   server = await startTestServer();
   await addUser(server, username, password);
+  ({ client_secret: ownedDeviceSecret } = await addDevice(server, ownedDeviceId, ['--owner', username]));
   browser = await launchChromium([path.join(server.dataDir, 'tls/server.pem')]);
   const session = await scriptedLogin(server, username, password);
   await browser.context.addCookies([{ name: '__Host-portcullis-session', value: session.sessionToken, url: server.url, secure: true, httpOnly: true, sameSite: 'Strict' }]);
@@ -56,7 +75,7 @@ function events(): Promise<PageEvent[]> {
  * Waits until the page's client has reported `count` events whose `field` equals `value`. The
  * predicate is a function, not a string: the page's CSP forbids the eval a string predicate needs.
  */
-async function waitForEvent(field: 'kind' | 'state', value: string, target: Page = page, count = 1): Promise<void> {
+async function waitForEvent(field: 'kind' | 'state' | 'channel', value: string, target: Page = page, count = 1): Promise<void> {
   await target.waitForFunction(
     (wanted) => ((window as unknown as Partial<PageGlobals>).portcullisEvents ?? [])
       .filter((event) => (event as Record<string, unknown>)[wanted.field] === wanted.value).length >= wanted.count,
@@ -92,9 +111,14 @@ function startClientScript(options: Record<string, unknown> = {}): string {
   window.portcullisClient = createBrowserClient({
     ...${JSON.stringify(options)},
     onStateChange: (change) => events.push({ kind: 'state', ...change }),
-    onMessage: (text) => events.push({ kind: 'message', text }),
+    onMessage: (message) => events.push({ kind: 'message', message }),
+    onSubscribed: (event) => events.push({ kind: 'subscribed', ...event }),
+    onSubscriptionEnded: (event) => events.push({ kind: 'subscription_ended', ...event }),
     onTokenRefreshed: (expiresAt) => events.push({ kind: 'refreshed', expiresAt }),
   });
+  window.portcullisSubscribe = (channel) => window.portcullisClient
+    .subscribe(channel, (message) => events.push({ kind: 'subscription_message', subscription: channel, message }))
+    .then(() => 'subscribed', (error) => error.code);
   window.portcullisClient.connect();
 })()`;
 }
@@ -112,13 +136,52 @@ test('connects and receives welcome', stepTimeout, async () => {
   assert.deepEqual(accepted.map((line) => [line.kind, line.sub]), [['browser', username]]);
 });
 
-test('echo reaches onMessage', stepTimeout, async () => {
-  const sent = await page.evaluate(() => (window as unknown as PageGlobals).portcullisClient.send('hello from the browser sdk'));
-  await waitForEvent('kind', 'message');
+test('welcome lists the session scope', stepTimeout, async () => {
+  const open = (await events()).find((event) => event.kind === 'state' && event.state === 'open');
+  const scope = open?.kind === 'state' ? open.welcome?.scope.split(' ') ?? [] : [];
 
-  assert.equal(sent, true);
-  const messages = (await events()).filter((event) => event.kind === 'message');
-  assert.deepEqual(messages, [{ kind: 'message', text: 'hello from the browser sdk' }]);
+  assert.ok(scope.includes('subscribe:users/{sub}/#'), `scope ${JSON.stringify(scope)}`);
+  assert.ok(scope.includes(`subscribe:devices/${ownedDeviceId}/#`), `scope ${JSON.stringify(scope)}`);
+});
+
+test('owned device telemetry reaches page', stepTimeout, async () => {
+  const filter = `devices/${ownedDeviceId}/#`;
+  const outcome = await page.evaluate((channel) => (window as unknown as PageGlobals).portcullisSubscribe(channel), filter);
+  assert.equal(outcome, 'subscribed');
+
+  // The device publishes through the device SDK with its own credentials, not as the operator.
+  const telemetry = `devices/${ownedDeviceId}/telemetry`;
+  const recorder = new Recorder();
+  const deviceClient = new DeviceClient(clientOptions(server, ownedDeviceId, recorder, { credentials: { clientSecret: ownedDeviceSecret! } }));
+  try {
+    deviceClient.connect();
+    await opened(recorder);
+    await deviceClient.publish(telemetry, { celsius: 21.5 });
+  } finally {
+    await deviceClient.close();
+  }
+  await waitForEvent('kind', 'subscription_message');
+
+  const all = await events();
+  const subscribed = all.filter((event) => event.kind === 'subscribed');
+  assert.deepEqual(subscribed, [{ kind: 'subscribed', channel: filter, restored: false }]);
+  const messages = all.flatMap((event) => (event.kind === 'message' ? [event.message] : []));
+  assert.equal(messages.length, 1);
+  assert.equal(messages[0].channel, telemetry);
+  assert.deepEqual(messages[0].data, { celsius: 21.5 });
+  assert.deepEqual(messages[0].publisher, { clientId: ownedDeviceId, sub: ownedDeviceId });
+  const delivered = all.flatMap((event) => (event.kind === 'subscription_message' ? [[event.subscription, event.message.channel]] : []));
+  assert.deepEqual(delivered, [[filter, telemetry]]);
+});
+
+test('unowned device is forbidden', stepTimeout, async () => {
+  const outcome = await page.evaluate(() => (window as unknown as PageGlobals).portcullisSubscribe('devices/someone-elses-device/#'));
+  const subscriptions = await page.evaluate(() => (window as unknown as PageGlobals).portcullisClient.subscriptions);
+
+  assert.equal(outcome, 'forbidden');
+  assert.deepEqual(subscriptions, [`devices/${ownedDeviceId}/#`]);
+  const states = (await events()).filter((event) => event.kind === 'state');
+  assert.deepEqual(states.map((event) => event.state), ['connecting', 'open'], 'the rejection ended the connection');
 });
 
 test('session refresh confirmed on socket', stepTimeout, async () => {
@@ -182,5 +245,53 @@ test('refreshes before expiry on its own', stepTimeout, async () => {
   } finally {
     await otherPage.close();
     await shortLived.close();
+  }
+});
+
+test('restart drops subscription no longer allowed', stepTimeout, async () => {
+  const lampId = 'sdk-browser-lamp';
+  const lampFilter = `devices/${lampId}/#`;
+  const inbox = `users/${username}/inbox`;
+  const dataDir = temporaryDataDir();
+  fs.copyFileSync(path.join(server.dataDir, 'ca.pem'), path.join(dataDir, 'ca.pem'));
+  fs.cpSync(path.join(server.dataDir, 'tls'), path.join(dataDir, 'tls'), { recursive: true });
+  const first = await startTestServer({ dataDir });
+  let second: TestServer | undefined;
+  const otherPage = await browser.context.newPage();
+  try {
+    await addUser(first, username, password);
+    await addDevice(first, lampId, ['--owner', username]);
+    const session = await scriptedLogin(first, username, password);
+    await browser.context.addCookies([{ name: '__Host-portcullis-session', value: session.sessionToken, url: first.url, secure: true, httpOnly: true, sameSite: 'Strict' }]);
+    await otherPage.goto(`${first.url}/`);
+    await otherPage.evaluate(startClientScript());
+    await waitForEvent('state', 'open', otherPage);
+    const outcomes = await otherPage.evaluate(async (channels) => Promise.all(channels.map((channel) => (window as unknown as PageGlobals).portcullisSubscribe(channel))), [lampFilter, `users/${username}/#`]);
+    assert.deepEqual(outcomes, ['subscribed', 'subscribed']);
+
+    // Giving the lamp away takes its scope out of the next session token.
+    const removed = await runCli(dataDir, ['devices', 'remove', lampId]);
+    assert.equal(removed.code, 0, removed.stderr);
+    await otherPage.evaluate(() => (window as unknown as PageGlobals).portcullisClient.refresh());
+    await first.close();
+    second = await startTestServer({ dataDir, port: first.port });
+    await waitForEvent('state', 'open', otherPage, 2);
+    await waitForEvent('kind', 'subscription_ended', otherPage);
+    await waitForEvent('channel', `users/${username}/#`, otherPage, 2);
+    assert.equal(second.running.publish(inbox, { text: 'after the restart' }), 1);
+    await waitForEvent('kind', 'message', otherPage);
+
+    const all = await otherPage.evaluate(() => (window as unknown as PageGlobals).portcullisEvents);
+    // A server that narrows live subscriptions at the refresh ends it then. Otherwise the server rejects its restore.
+    assert.deepEqual(all.filter((event) => event.kind === 'subscription_ended'), [{ kind: 'subscription_ended', channel: lampFilter, code: 'forbidden' }]);
+    assert.deepEqual(all.filter((event) => event.kind === 'subscribed' && event.restored).map((event) => event.kind === 'subscribed' && event.channel), [`users/${username}/#`]);
+    const messages = all.flatMap((event) => (event.kind === 'message' ? [[event.message.channel, event.message.data]] : []));
+    assert.deepEqual(messages, [[inbox, { text: 'after the restart' }]]);
+    const subscriptions = await otherPage.evaluate(() => (window as unknown as PageGlobals).portcullisClient.subscriptions);
+    assert.deepEqual(subscriptions, [`users/${username}/#`]);
+  } finally {
+    await otherPage.close();
+    await second?.close();
+    await first.close();
   }
 });

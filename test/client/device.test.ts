@@ -1,5 +1,5 @@
-// The device SDK against real servers over real TLS: connect, in-band refresh, stopping on
-// refused credentials and on revocation, and what it logs.
+// The device SDK against real servers over real TLS: connect, channel requests, in-band refresh,
+// stopping on refused credentials and on revocation, and what it logs.
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -9,19 +9,21 @@ import { after, before, test } from 'node:test';
 
 import { exportJWK, generateKeyPair } from 'jose';
 
-import { DeviceClient } from '../../src/client/device.ts';
+import { DeviceClient, type ChannelMessage } from '../../src/client/device.ts';
 import { addDevice, runCli, startTestServer, temporaryDataDir, type TestServer } from '../support/server.ts';
 import { clientOptions, logLines, opened, Recorder, stopped, tokensIssued, waitForLog } from './recorder.ts';
 
 let server: TestServer;
 let shortLived: TestServer;
+// Five frames per second per connection, so a test can reach the limit with a few requests.
+let slow: TestServer;
 
 before(async () => {
-  [server, shortLived] = await Promise.all([startTestServer(), startTestServer({ accessTokenTtlSeconds: 30 })]);
+  [server, shortLived, slow] = await Promise.all([startTestServer(), startTestServer({ accessTokenTtlSeconds: 30 }), startTestServer({ messageRatePerSecond: 5 })]);
 });
 
 after(async () => {
-  await Promise.all([server?.close(), shortLived?.close()]);
+  await Promise.all([server?.close(), shortLived?.close(), slow?.close()]);
 });
 
 test('connects and gets welcome', async () => {
@@ -46,18 +48,185 @@ test('connects and gets welcome', async () => {
   assert.equal(recorder.last?.reason, 'closed');
 });
 
-test('app frames reach onMessage', async () => {
-  const device = await addDevice(server, 'sdk-echo');
+test('publish reaches own subscription', async () => {
+  const device = await addDevice(server, 'sdk-round-trip');
+  const commands = `devices/${device.client_id}/commands`;
+  const recorder = new Recorder();
+  const received: ChannelMessage[] = [];
+  const client = new DeviceClient(clientOptions(server, device.client_id, recorder, { credentials: { clientSecret: device.client_secret } }));
+  try {
+    client.connect();
+    await opened(recorder);
+    await client.subscribe(commands, (message) => recorder.record(() => received.push(message)));
+    await client.publish(commands, { text: 'hello through the sdk' });
+    await recorder.until(() => received.length > 0, 'own message');
+
+    assert.equal(received.length, 1);
+    assert.equal(received[0].channel, commands);
+    assert.deepEqual(received[0].data, { text: 'hello through the sdk' });
+    assert.deepEqual(received[0].publisher, { clientId: device.client_id, sub: device.client_id });
+    assert.equal(typeof received[0].timestamp, 'number');
+    assert.deepEqual(recorder.messages, received, 'onMessage saw another set of messages than the subscription callback');
+    assert.deepEqual(recorder.subscribed, [{ channel: commands, restored: false }]);
+    assert.deepEqual(client.subscriptions, [commands]);
+  } finally {
+    await client.close();
+  }
+});
+
+test('operator command reaches device', async () => {
+  const device = await addDevice(server, 'sdk-command');
+  const commands = `devices/${device.client_id}/commands`;
   const recorder = new Recorder();
   const client = new DeviceClient(clientOptions(server, device.client_id, recorder, { credentials: { clientSecret: device.client_secret } }));
   try {
-    assert.equal(client.send('too early'), false);
+    // Made before connect(), the request waits for the first connection.
+    const subscribed = client.subscribe(commands);
+    client.connect();
+    await subscribed;
+    const delivered = server.running.publish(commands, { action: 'reboot', delay_s: 5 });
+    await recorder.until(() => recorder.messages.length > 0, 'command');
+
+    assert.equal(delivered, 1);
+    assert.deepEqual(recorder.messages.map((message) => [message.channel, message.data, message.publisher]), [
+      [commands, { action: 'reboot', delay_s: 5 }, { clientId: 'portcullis', sub: 'operator' }],
+    ]);
+  } finally {
+    await client.close();
+  }
+});
+
+test('channel outside scope is forbidden', async () => {
+  const device = await addDevice(server, 'sdk-forbidden');
+  const recorder = new Recorder();
+  const client = new DeviceClient(clientOptions(server, device.client_id, recorder, { credentials: { clientSecret: device.client_secret } }));
+  try {
     client.connect();
     await opened(recorder);
 
-    assert.equal(client.send('hello through the sdk'), true);
-    await recorder.until(() => recorder.messages.length > 0, 'echo');
-    assert.deepEqual(recorder.messages, ['hello through the sdk']);
+    await assert.rejects(client.subscribe('devices/someone-else/commands'), { name: 'PortcullisClientError', code: 'forbidden', retryable: false });
+    // The default scope lets a device publish its telemetry but not subscribe to it.
+    await assert.rejects(client.subscribe(`devices/${device.client_id}/telemetry`), { code: 'forbidden' });
+    await assert.rejects(client.publish('devices/someone-else/telemetry', { celsius: 21 }), { code: 'forbidden' });
+    assert.deepEqual(client.subscriptions, []);
+
+    await client.publish(`devices/${device.client_id}/telemetry`, { celsius: 21 });
+    assert.deepEqual(recorder.states, ['connecting', 'open'], 'a rejected request ended the connection');
+  } finally {
+    await client.close();
+  }
+});
+
+test('invalid requests rejected before sending', async () => {
+  const device = await addDevice(server, 'sdk-invalid');
+  const recorder = new Recorder();
+  const client = new DeviceClient(clientOptions(server, device.client_id, recorder, { credentials: { clientSecret: device.client_secret } }));
+  const telemetry = `devices/${device.client_id}/telemetry`;
+  try {
+    client.connect();
+    await opened(recorder);
+
+    const cases: Array<[what: string, request: () => Promise<void>, code: string]> = [
+      ['upper-case channel', () => client.subscribe('Devices/x'), 'invalid_channel'],
+      ['# before the end', () => client.subscribe('devices/#/commands'), 'invalid_channel'],
+      ['wildcard in publish', () => client.publish('devices/*/telemetry', 1), 'invalid_channel'],
+      ['undefined data', () => client.publish(telemetry, undefined), 'invalid_message'],
+      ['BigInt data', () => client.publish(telemetry, { reading: 10n }), 'invalid_message'],
+      // The server closes the connection with 1009 on a frame over its 64 KiB limit.
+      ['70 KB of data', () => client.publish(telemetry, 'x'.repeat(70_000)), 'payload_too_large'],
+    ];
+    for (const [what, request, code] of cases) {
+      await assert.rejects(request(), { code }, what);
+    }
+
+    await client.publish(telemetry, 'x'.repeat(60_000));
+    assert.deepEqual(recorder.states, ['connecting', 'open'], 'a rejected request ended the connection');
+  } finally {
+    await client.close();
+  }
+});
+
+test('requests after close reject', async () => {
+  const device = await addDevice(server, 'sdk-after-close');
+  const recorder = new Recorder();
+  const client = new DeviceClient(clientOptions(server, device.client_id, recorder, { credentials: { clientSecret: device.client_secret } }));
+  client.connect();
+  await opened(recorder);
+  // close() settles the request at once, before any reply can arrive.
+  const pending = assert.rejects(client.subscribe(`devices/${device.client_id}/commands`), { code: 'not_connected' });
+  await client.close();
+  await pending;
+
+  await assert.rejects(client.subscribe(`devices/${device.client_id}/commands`), { code: 'not_connected' });
+  await assert.rejects(client.publish(`devices/${device.client_id}/telemetry`, 1), { code: 'not_connected' });
+  assert.deepEqual(client.subscriptions, []);
+});
+
+test('paced requests stay under rate limit', async () => {
+  const device = await addDevice(slow, 'sdk-paced');
+  const recorder = new Recorder();
+  const errors: string[] = [];
+  const client = new DeviceClient(clientOptions(slow, device.client_id, recorder, {
+    credentials: { clientSecret: device.client_secret },
+    maxMessagesPerSecond: 4,
+    onError: (error) => errors.push(error.code),
+  }));
+  try {
+    client.connect();
+    await opened(recorder);
+    const requests = Array.from({ length: 10 }, (_, index) => client.publish(`devices/${device.client_id}/telemetry`, { index }));
+    await Promise.all(requests);
+
+    assert.deepEqual(errors, []);
+  } finally {
+    await client.close();
+  }
+});
+
+test('unpaced burst rejects refused publishes', async () => {
+  const device = await addDevice(slow, 'sdk-unpaced');
+  const recorder = new Recorder();
+  const errors: string[] = [];
+  const client = new DeviceClient(clientOptions(slow, device.client_id, recorder, {
+    credentials: { clientSecret: device.client_secret },
+    maxMessagesPerSecond: 1000,
+    requestTimeoutMs: 2000,
+    onError: (error) => errors.push(error.code),
+  }));
+  try {
+    client.connect();
+    await opened(recorder);
+    const requests = Array.from({ length: 10 }, (_, index) => client.publish(`devices/${device.client_id}/telemetry`, { index }));
+    const outcomes = await Promise.all(requests.map((request) => request.then(() => 'published', (error: { code: string; retryable: boolean }) => `${error.code}:${error.retryable}`)));
+
+    // The server echoes the id of a frame it rejected past its rate, so that request fails at once
+    // with a retryable code instead of timing out.
+    const limited = outcomes.filter((outcome) => outcome === 'rate_limited:true').length;
+    assert.ok(limited > 0, `every request was published: ${outcomes.join(' ')}`);
+    assert.equal(outcomes.filter((outcome) => outcome === 'published').length + limited, outcomes.length, outcomes.join(' '));
+    assert.deepEqual(errors, [], 'an error frame matched no request');
+    assert.deepEqual(recorder.states, ['connecting', 'open'], 'the rate limit closed the connection');
+  } finally {
+    await client.close();
+  }
+});
+
+test('unpaced subscribes are sent again', async () => {
+  const device = await addDevice(slow, 'sdk-unpaced-subscriber', ['--scope', 'subscribe:devices/{client_id}/#']);
+  const recorder = new Recorder();
+  const client = new DeviceClient(clientOptions(slow, device.client_id, recorder, {
+    credentials: { clientSecret: device.client_secret },
+    maxMessagesPerSecond: 1000,
+    requestTimeoutMs: 10_000,
+  }));
+  try {
+    client.connect();
+    await opened(recorder);
+    const channels = Array.from({ length: 8 }, (_, index) => `devices/${device.client_id}/channel-${index}`);
+    const outcomes = await Promise.all(channels.map((channel) => client.subscribe(channel).then(() => 'subscribed', (error: { code: string }) => error.code)));
+
+    // More subscribes than the server's bucket holds: the refused ones are sent again until confirmed.
+    assert.deepEqual(outcomes, channels.map(() => 'subscribed'));
   } finally {
     await client.close();
   }
@@ -149,8 +318,11 @@ test('refreshes in band while open', async () => {
     assert.ok(recorder.refreshedAt[1] > recorder.refreshedAt[0], 'the second auth_ok did not move the expiry');
     const refreshed = logLines(shortLived).filter((line) => line.event === 'connection.refreshed' && line.connection_id === welcome.connectionId);
     assert.ok(refreshed.length >= 2, `the server logged ${refreshed.length} refreshes of the connection`);
-    assert.equal(client.send('still the same socket'), true);
-    await recorder.until(() => recorder.messages.includes('still the same socket'), 'echo after refresh');
+    const commands = `devices/${device.client_id}/commands`;
+    await client.subscribe(commands);
+    await client.publish(commands, 'still the same socket');
+    await recorder.until(() => recorder.messages.some((message) => message.data === 'still the same socket'), 'message after refresh');
+    assert.deepEqual(recorder.states, ['connecting', 'open']);
   } finally {
     await client.close();
   }

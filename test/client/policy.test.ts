@@ -95,15 +95,16 @@ test('expiring frame waits for minimum age', () => {
 });
 
 test('control frames are recognised', () => {
-  assert.deepEqual(parseControlFrame('{"type":"welcome","connection_id":"c1","sub":"s","client_id":"d","expires_at":10}'), {
+  assert.deepEqual(parseControlFrame('{"type":"welcome","connection_id":"c1","sub":"s","client_id":"d","expires_at":10,"scope":"subscribe:users/{sub}/#"}'), {
     type: 'welcome',
-    welcome: { connectionId: 'c1', sub: 's', clientId: 'd', expiresAt: 10 },
+    welcome: { connectionId: 'c1', sub: 's', clientId: 'd', expiresAt: 10, scope: 'subscribe:users/{sub}/#' },
   });
+  assert.equal(parseControlFrame('{"type":"welcome","connection_id":"c1","sub":"s","client_id":"d","expires_at":10}')?.type, 'welcome', 'a welcome without scope');
   assert.deepEqual(parseControlFrame('{"type":"expiring","expires_at":10}'), { type: 'expiring', expiresAt: 10 });
   assert.deepEqual(parseControlFrame('{"type":"auth_ok","expires_at":11}'), { type: 'auth_ok', expiresAt: 11 });
 });
 
-for (const text of ['hello', '{"type":"chat","expires_at":1}', '{"type":"auth_ok"}', '{"type":"welcome","expires_at":1}', '{not json', 'null', '[1]']) {
+for (const text of ['hello', '{"type":"chat","expires_at":1}', '{"type":"message","channel":"a","data":1,"publisher":{},"timestamp":1}', '{"type":"auth_ok"}', '{"type":"welcome","expires_at":1}', '{not json', 'null', '[1]']) {
   test(`application frame ${JSON.stringify(text)} is not control`, () => {
     assert.equal(parseControlFrame(text), null);
   });

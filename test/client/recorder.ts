@@ -1,5 +1,5 @@
 // Helpers of the device SDK tests: a recorder of what a client reports, and server log queries.
-import type { DeviceClientOptions, StateChange } from '../../src/client/device.ts';
+import type { ChannelMessage, DeviceClientOptions, StateChange, SubscribedEvent, SubscriptionEndedEvent } from '../../src/client/device.ts';
 import type { TestServer } from '../support/server.ts';
 
 // Safety stop for each wait below; no assertion depends on how long anything took.
@@ -8,18 +8,22 @@ export const waitLimitMs = 30_000;
 /** Records what one client reports and lets a test wait for a condition on it. */
 export class Recorder {
   readonly changes: StateChange[] = [];
-  readonly messages: string[] = [];
+  readonly messages: ChannelMessage[] = [];
+  readonly subscribed: SubscribedEvent[] = [];
+  readonly ended: SubscriptionEndedEvent[] = [];
   readonly refreshedAt: number[] = [];
   readonly logLines: string[] = [];
   private readonly waiters = new Set<() => void>();
 
-  hooks(): Pick<DeviceClientOptions, 'onStateChange' | 'onMessage' | 'onTokenRefreshed' | 'logger'> {
+  hooks(): Pick<DeviceClientOptions, 'onStateChange' | 'onMessage' | 'onSubscribed' | 'onSubscriptionEnded' | 'onTokenRefreshed' | 'logger'> {
     const log = (fields: Record<string, unknown>, message: string) => {
       this.logLines.push(JSON.stringify({ ...fields, message }));
     };
     return {
       onStateChange: (change) => this.record(() => this.changes.push(change)),
-      onMessage: (text) => this.record(() => this.messages.push(text)),
+      onMessage: (message) => this.record(() => this.messages.push(message)),
+      onSubscribed: (event) => this.record(() => this.subscribed.push(event)),
+      onSubscriptionEnded: (event) => this.record(() => this.ended.push(event)),
       onTokenRefreshed: (expiresAt) => this.record(() => this.refreshedAt.push(expiresAt)),
       logger: { debug: log, info: log, warn: log },
     };
@@ -54,7 +58,8 @@ export class Recorder {
     });
   }
 
-  private record(change: () => void): void {
+  /** Calls `change` and then wakes the waits of `until`, for callbacks that a test passes to the client itself. */
+  record(change: () => void): void {
     change();
     this.waiters.forEach((check) => check());
   }

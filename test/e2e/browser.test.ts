@@ -6,11 +6,14 @@ import { after, before, test } from 'node:test';
 
 import type { Page } from 'playwright-core';
 
+import { DeviceClient, type StateChange } from '../../src/client/device.ts';
 import { launchChromium, type TestBrowser } from '../support/chromium.ts';
-import { addUser, freePort, repositoryRoot, startTestServer, type TestServer } from '../support/server.ts';
+import { addDevice, addUser, freePort, repositoryRoot, startTestServer, type TestServer } from '../support/server.ts';
 
 const username = 'alice';
 const password = 'a browser test password';
+// Owned by the user from before the login, so the session's scope lets the page watch it.
+const deviceId = 'greenhouse-sensor';
 const sessionCookieName = '__Host-portcullis-session';
 // Written outside the tracked tree; docs/images/demo.png is a copy taken from one run.
 const screenshotPath = path.join(repositoryRoot, 'test-results/demo.png');
@@ -27,10 +30,12 @@ let server: TestServer;
 let browser: TestBrowser;
 let page: Page;
 let otherOrigin: https.Server | undefined;
+let deviceSecret: string;
 
 before(async () => {
   server = await startTestServer();
   await addUser(server, username, password);
+  ({ client_secret: deviceSecret } = await addDevice(server, deviceId, ['--owner', username]));
   browser = await launchChromium([path.join(server.dataDir, 'tls/server.pem')]);
   page = await browser.context.newPage();
 }, stepTimeout);
@@ -123,33 +128,78 @@ test('page scripts cannot read the session cookie', stepTimeout, async () => {
   assert.ok(!visible.includes(cookie.value), 'document.cookie contains the session token');
 });
 
-test('the demo page connects and echoes', stepTimeout, async () => {
+/** Connects as the device with the device SDK, publishes one message and disconnects. */
+async function publishAsDevice(channel: string, data: unknown): Promise<void> {
+  let opened!: () => void;
+  let failed!: (error: Error) => void;
+  const open = new Promise<void>((resolve, reject) => {
+    opened = resolve;
+    failed = reject;
+  });
+  const client = new DeviceClient({
+    url: `wss://localhost:${server.port}/ws`,
+    issuer: server.url,
+    clientId: deviceId,
+    credentials: { clientSecret: deviceSecret },
+    ca: server.caPem,
+    onStateChange: (change: StateChange) => {
+      if (change.state === 'open') {
+        opened();
+      } else if (change.state === 'stopped') {
+        failed(new Error(`the device client stopped: ${change.reason}`));
+      }
+    },
+  });
+  try {
+    client.connect();
+    await open;
+    await client.publish(channel, data);
+  } finally {
+    await client.close();
+  }
+}
+
+test('the demo page shows device messages', stepTimeout, async () => {
   const logStart = server.logs.length;
+  const filter = `devices/${deviceId}/#`;
+  const telemetry = `devices/${deviceId}/telemetry`;
 
   await page.click('#connect');
-  await page.locator('#frames li.received').first().waitFor();
-
-  const welcomeText = await page.locator('#frames li.received').first().textContent();
-  const welcome = JSON.parse(welcomeText!.replace(/^← /, '')) as { type: string; sub: string };
-  assert.equal(welcome.type, 'welcome');
-  assert.equal(welcome.sub, username);
-  assert.match(await page.locator('#status').textContent() ?? '', /^connected \(portcullis\.v1\)$/);
+  await page.waitForFunction(() => document.getElementById('status')?.textContent === 'open');
 
   // Only a request with the session cookie takes the browser path, so the SameSite=Strict cookie was sent on the upgrade.
   const accepted = logEventsSince(logStart).filter((line) => line.event === 'handshake.accepted');
   assert.deepEqual(accepted.map((line) => [line.kind, line.sub]), [['browser', username]]);
+  const scope = await page.locator('#scope li').allTextContents();
+  assert.ok(scope.includes('subscribe:users/{sub}/#'), `scope ${JSON.stringify(scope)}`);
+  assert.ok(scope.includes(`subscribe:${filter}`), `scope ${JSON.stringify(scope)}`);
+  // The first subscribe scope, with {sub} replaced.
+  assert.equal(await page.inputValue('#channel'), `users/${username}/#`);
 
-  await page.fill('#message', 'hello through the portcullis');
-  await page.click('#send');
-  await page.locator('#frames li.received', { hasText: 'hello through the portcullis' }).waitFor();
-  assert.deepEqual(await page.locator('#frames li').allTextContents(), [
-    welcomeText,
-    '→ hello through the portcullis',
-    '← hello through the portcullis',
-  ]);
+  await page.fill('#channel', filter);
+  await page.click('#subscribe');
+  await page.locator('#subscriptions li', { hasText: filter }).waitFor();
+  await publishAsDevice(telemetry, { celsius: 21.5, humidity: 0.61 });
+  await page.locator('#messages li').first().waitFor();
+
+  const shown = await page.locator('#messages li').allTextContents();
+  assert.equal(shown.length, 1);
+  assert.match(shown[0], new RegExp(`${telemetry} from ${deviceId}`));
+  assert.ok(shown[0].includes('{"celsius":21.5,"humidity":0.61}'), shown[0]);
+  assert.equal(await page.locator('#channel-error').isHidden(), true);
 
   fs.mkdirSync(path.dirname(screenshotPath), { recursive: true });
   await page.screenshot({ path: screenshotPath, fullPage: true });
+});
+
+test('the demo page shows a forbidden subscription', stepTimeout, async () => {
+  await page.fill('#channel', 'devices/someone-elses-device/#');
+  await page.click('#subscribe');
+  await page.locator('#channel-error').waitFor({ state: 'visible' });
+
+  assert.match(await page.locator('#channel-error').textContent() ?? '', /failed with forbidden/);
+  assert.deepEqual(await page.locator('#subscriptions li code').allTextContents(), [`devices/${deviceId}/#`]);
+  assert.equal(await page.locator('#status').textContent(), 'open');
 });
 
 test('another origin on the same site is rejected', stepTimeout, async () => {
@@ -193,8 +243,8 @@ test('after logout even the old cookie is rejected', stepTimeout, async () => {
 
   await page.click('#logout');
   await page.locator('#login-link').waitFor({ state: 'visible' });
-  await page.waitForFunction(() => document.getElementById('status')?.textContent?.startsWith('closed'));
-  assert.equal(await page.locator('#status').textContent(), 'closed (1000)');
+  await page.waitForFunction(() => document.getElementById('status')?.textContent?.startsWith('stopped'));
+  assert.equal(await page.locator('#status').textContent(), 'stopped (closed)');
   assert.equal(await sessionCookie(), undefined);
 
   let logStart = server.logs.length;

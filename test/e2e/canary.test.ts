@@ -2,16 +2,17 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { after, before, test } from 'node:test';
 
-import { WebSocket, type RawData } from 'ws';
-
 import { scriptedLogin } from '../support/browser-login.ts';
 import { rawHandshake, type RawResponse } from '../support/raw-handshake.ts';
 import { runCli, startTestServer, type CliResult, type TestServer } from '../support/server.ts';
+import { commandsChannel, deviceRoundTrip, openBrowserSocket, openDeviceSocket, type Frame } from '../support/websocket.ts';
 
 // Markers survive URL encoding and JSON escaping unchanged, so a leak in any of those forms is found.
 const runId = crypto.randomBytes(8).toString('hex').toUpperCase();
 const passwordMarker = `CANARY-PASSWORD-${runId}`;
 const wrongPasswordMarker = `CANARY-WRONG-PASSWORD-${runId}`;
+// Published data is meant to reach subscribers, so it is checked against logs and CLI output only.
+const publishedDataMarker = `CANARY-PUBLISHED-DATA-${runId}`;
 const username = 'canary-user';
 const deviceId = 'canary-device';
 
@@ -28,10 +29,13 @@ interface Channel {
 }
 
 const secrets: Secret[] = [];
+const publishedData: Secret = { name: 'published data marker', value: publishedDataMarker };
 const logChannels: Channel[] = [];
 const clientChannels: Channel[] = [];
 const cliChannels: Channel[] = [];
 let deviceAddOutput = '';
+let deliveredMessage: Frame | undefined;
+let binaryError: Frame | undefined;
 let server: TestServer | undefined;
 let serverStopped = false;
 
@@ -54,9 +58,9 @@ function httpChannel(name: string, response: RawResponse | { status: number; hea
   return { name, text: `${response.status}\n${headers.map(([key, value]) => `${key}: ${value}`).join('\n')}\n\n${response.body}` };
 }
 
-/** Returns the secret names found in each channel, as `channel: secret` lines. */
-function leaks(channels: Channel[]): string[] {
-  return channels.flatMap((channel) => secrets
+/** Returns the names of `values` found in each channel, as `channel: value` lines. `values` defaults to every secret. */
+function leaks(channels: Channel[], values: Secret[] = secrets): string[] {
+  return channels.flatMap((channel) => values
     .filter((secret) => channel.text.includes(secret.value))
     .map((secret) => `${channel.name}: ${secret.name}`));
 }
@@ -94,41 +98,6 @@ async function submitLoginForm(target: TestServer, user: string, password: strin
     headers: { cookie: cookieHeader(), 'content-type': 'application/x-www-form-urlencoded' },
     body: new URLSearchParams({ csrf_token: csrfToken, username: user, password }).toString(),
   });
-}
-
-/** An open WebSocket client that records its frames and, once closed, its close code and reason. */
-interface RecordingSocket {
-  socket: WebSocket;
-  frames: string[];
-  closed: Promise<{ code: number; reason: string }>;
-  nextFrame(): Promise<string>;
-}
-
-async function openRecordingSocket(url: string, protocols: string[], options: ConstructorParameters<typeof WebSocket>[2]): Promise<RecordingSocket> {
-  const socket = new WebSocket(url, protocols, options);
-  const frames: string[] = [];
-  let waiting: ((frame: string) => void) | null = null;
-  socket.on('message', (data: RawData) => {
-    frames.push(data.toString());
-    waiting?.(data.toString());
-    waiting = null;
-  });
-  const closed = new Promise<{ code: number; reason: string }>((resolve) => {
-    socket.once('close', (code, reason) => resolve({ code, reason: reason.toString() }));
-  });
-  const firstFrame = new Promise<string>((resolve) => { waiting = resolve; });
-
-  await new Promise<void>((resolve, reject) => {
-    socket.once('open', () => resolve());
-    socket.once('error', reject);
-  });
-  await firstFrame;
-  return {
-    socket,
-    frames,
-    closed,
-    nextFrame: () => new Promise<string>((resolve) => { waiting = resolve; }),
-  };
 }
 
 /** Reads every token-like value the auth server stored for this run, while the rows still exist. */
@@ -196,23 +165,13 @@ async function runCanaryPath(target: TestServer): Promise<void> {
     addSecret('device refresh token', deviceTokens.refresh_token);
   }
 
-  const websocketUrl = `wss://localhost:${target.port}/ws`;
-  const browserSocket = await openRecordingSocket(websocketUrl, ['portcullis.v1', `portcullis.csrf.${session.csrfToken}`], {
-    ca: target.caPem,
-    headers: { cookie: session.cookieHeader, origin: target.url },
-  });
-  const deviceSocket = await openRecordingSocket(websocketUrl, ['portcullis.v1'], {
-    ca: target.caPem,
-    headers: { authorization: `Bearer ${deviceTokens.access_token}`, 'x-client-id': deviceId },
-  });
-  const echo = deviceSocket.nextFrame();
-  deviceSocket.socket.send('canary frame from the device');
-  assert.equal(await echo, 'canary frame from the device');
-  // A binary frame makes the server close the socket with a reason of its own.
+  const browserSocket = await openBrowserSocket(target, session);
+  const deviceSocket = await openDeviceSocket(target, { clientId: deviceId, accessToken: deviceTokens.access_token });
+  deliveredMessage = await deviceRoundTrip(deviceSocket, { note: publishedDataMarker });
+  // The server replies to a binary frame with an error frame whose text it chooses, which the leak checks cover.
   deviceSocket.socket.send(Buffer.from('binary'));
-  const deviceClose = await deviceSocket.closed;
-  assert.equal(deviceClose.code, 1003);
-  clientChannels.push({ name: 'device close reason', text: deviceClose.reason });
+  binaryError = await deviceSocket.nextFrameWhere((frame) => frame.type === 'error', 'the error frame for a binary frame');
+  await deviceSocket.close();
 
   const tokenInUrl = await rawHandshake({
     port: target.port,
@@ -234,7 +193,7 @@ async function runCanaryPath(target: TestServer): Promise<void> {
   clientChannels.push(httpChannel('logout response', logout));
 
   // Logout revokes the session's grant, which closes its live socket.
-  const browserClose = await browserSocket.closed;
+  const browserClose = await browserSocket.waitForClose();
   assert.equal(browserClose.code, 4403);
   assert.equal(browserClose.reason, 'token_revoked');
   clientChannels.push({ name: 'browser close reason', text: browserClose.reason });
@@ -256,8 +215,8 @@ async function runCanaryPath(target: TestServer): Promise<void> {
 
   await target.close();
   serverStopped = true;
-  clientChannels.push({ name: 'frames sent to the browser', text: browserSocket.frames.join('\n') });
-  clientChannels.push({ name: 'frames sent to the device', text: deviceSocket.frames.join('\n') });
+  clientChannels.push({ name: 'frames sent to the browser', text: browserSocket.received.join('\n') });
+  clientChannels.push({ name: 'frames sent to the device', text: deviceSocket.received.join('\n') });
 
   target.logs.forEach((line, index) => logChannels.push({ name: `log line ${index} (${(JSON.parse(line) as { event?: string }).event})`, text: line }));
 }
@@ -287,9 +246,30 @@ test('the run logged every step it checks', () => {
   assert.ok(seen('session.revoked', 'reason', 'logout'));
 });
 
+test('published data reaches the subscriber', () => {
+  assert.ok(deliveredMessage, 'the run received no message');
+  assert.equal(deliveredMessage.channel, commandsChannel(deviceId));
+  assert.deepEqual(deliveredMessage.data, { note: publishedDataMarker });
+  assert.deepEqual(deliveredMessage.publisher, { client_id: deviceId, sub: deviceId });
+  // The raw frame text contains the marker verbatim, so a log line that serialised the data would contain it too.
+  const deviceFrames = clientChannels.find((channel) => channel.name === 'frames sent to the device');
+  assert.ok(deviceFrames?.text.includes(publishedDataMarker));
+});
+
+test('binary frame gets an error frame', () => {
+  assert.ok(binaryError, 'the run received no error frame');
+  assert.equal(binaryError.id, null);
+  assert.equal(binaryError.code, 'binary_not_supported');
+  assert.equal(typeof binaryError.description, 'string');
+});
+
 test('no server log line contains a secret', () => {
   assert.ok(logChannels.length > 0);
   assert.deepEqual(leaks(logChannels), []);
+});
+
+test('no server log line contains published data', () => {
+  assert.deepEqual(leaks(logChannels, [publishedData]), []);
 });
 
 test('no error body, close reason or frame contains a secret', () => {
@@ -300,5 +280,5 @@ test('the CLI prints no secret except the new device secret from devices add', (
   const deviceSecret = secrets.find((secret) => secret.name === 'device client secret')!.value;
 
   assert.ok(deviceAddOutput.includes(deviceSecret));
-  assert.deepEqual(leaks(cliChannels), []);
+  assert.deepEqual(leaks(cliChannels, [...secrets, publishedData]), []);
 });

@@ -59,9 +59,9 @@ async function postForm(endpoint: string, form: Record<string, string>, authoriz
   return { status: response.status, body: await response.json() as Record<string, unknown> };
 }
 
-/** Starts the device flow: POST /oauth/device/authorize with client_secret_basic. */
-async function requestDeviceCode(device: DeviceCredentials): Promise<{ deviceCode: string; userCode: string }> {
-  const { status, body } = await postForm('/oauth/device/authorize', { scope: 'gateway' }, basicAuthorization(device));
+/** Starts the device flow: POST /oauth/device/authorize with client_secret_basic; `scope` narrows the request. */
+async function requestDeviceCode(device: DeviceCredentials, scope?: string): Promise<{ deviceCode: string; userCode: string }> {
+  const { status, body } = await postForm('/oauth/device/authorize', scope === undefined ? {} : { scope }, basicAuthorization(device));
   assert.equal(status, 200, `device authorization failed: ${JSON.stringify(body)}`);
   assert.equal(typeof body.device_code, 'string');
   assert.equal(typeof body.user_code, 'string');
@@ -200,7 +200,8 @@ test('cli approval issues device tokens', async () => {
   assert.equal(claims.sub, username);
   assert.equal(claims.client_id, device.client_id);
   assert.equal(claims.aud, `${server.url}/ws`);
-  assert.equal(claims.scope, 'gateway');
+  // No scope requested: the device's registered (default) scopes, with `{sub}` meaning the user.
+  assert.equal(claims.scope, 'publish:devices/{client_id}/# subscribe:devices/{client_id}/commands');
   assert.equal(typeof claims.grant_id, 'string');
 
   const outcome = await connectDevice(device.client_id, tokens.accessToken);
@@ -269,6 +270,27 @@ test('browser approval after login form', async () => {
   const outcome = await connectDevice(device.client_id, tokens.accessToken);
   assert.equal(outcome.status, 101, `rejected with ${outcome.error}`);
   assert.equal(outcome.welcome?.sub, username);
+});
+
+test('device flow grants only the registered scopes it asks for', async () => {
+  const device = await addDevice(server, 'narrow-device');
+  const narrow = 'subscribe:devices/{client_id}/commands';
+
+  const browserFlow = await requestDeviceCode(device, `${narrow} publish:devices/#`);
+  const result = await submitUserCode(new Browser(), browserFlow.userCode, { confirm: 'yes' });
+  assert.equal(result.status, 200);
+  assert.equal(decodeJwt(tokenSet(await pollToken(device, browserFlow.deviceCode)).accessToken).scope, narrow);
+
+  const cliFlow = await requestDeviceCode(device, narrow);
+  const approval = await runCli(server.dataDir, ['devices', 'approve', cliFlow.userCode, '--user', username]);
+  assert.equal(approval.code, 0, approval.stderr);
+  assert.equal(decodeJwt(tokenSet(await pollToken(device, cliFlow.deviceCode)).accessToken).scope, narrow);
+
+  // Nothing the device may hold: the CLI refuses to approve an empty grant.
+  const unregistered = await requestDeviceCode(device, 'publish:devices/#');
+  const refused = await runCli(server.dataDir, ['devices', 'approve', unregistered.userCode, '--user', username]);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /scope_missing|no scope/);
 });
 
 test('approval asks password despite session', async () => {
@@ -365,7 +387,7 @@ describe('private_key_jwt device', () => {
   });
 
   test('devices list shows private_key_jwt', async () => {
-    assert.deepEqual(addOutput, { client_id: clientId, token_endpoint_auth_method: 'private_key_jwt' });
+    assert.deepEqual(addOutput, { client_id: clientId, token_endpoint_auth_method: 'private_key_jwt', scope: 'publish:devices/{client_id}/# subscribe:devices/{client_id}/commands' });
 
     const listed = await runCli(server.dataDir, ['devices', 'list', '--json']);
     assert.equal(listed.code, 0, listed.stderr);
@@ -387,7 +409,7 @@ describe('private_key_jwt device', () => {
 describe('wrong client secret', () => {
   const endpoints = [
     ['token endpoint', '/oauth/token', { grant_type: 'client_credentials' }],
-    ['device authorization endpoint', '/oauth/device/authorize', { scope: 'gateway' }],
+    ['device authorization endpoint', '/oauth/device/authorize', {}],
   ] as const;
 
   for (const [name, endpoint, form] of endpoints) {

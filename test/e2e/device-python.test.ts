@@ -1,14 +1,18 @@
 // A device written with Debian's python3-websockets 10.4, which Portcullis did not write, gets a
-// token with its client secret, connects, and is rejected when it moves the token into the URL.
+// token with its client secret, connects, publishes to its own commands channel and receives the
+// message, and is rejected when it moves the token into the URL.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 
 import { addDevice, repositoryRoot, startTestServer, type TestServer } from '../support/server.ts';
+import { commandsChannel } from '../support/websocket.ts';
 
 const pythonPath = '/usr/bin/python3';
 const clientScript = path.join(repositoryRoot, 'test/e2e/python/device_client.py');
+// MESSAGE_DATA of device_client.py, written out again so the test does not trust the script's report of it.
+const pythonMessageData = { text: 'hello from python websockets', sequence: 1 };
 // Upper bound on the whole script run. The script's own network timeouts are 10 s each.
 const scriptKillAfterMs = 60_000;
 
@@ -18,8 +22,13 @@ interface PythonClientResult {
   header_auth: {
     subprotocol: string | null;
     welcome: { type: string; connection_id: string; sub: string; client_id: string; expires_at: number };
-    sent: string;
-    echo: string;
+    requests: {
+      subscribe: { type: 'subscribe'; id: string | number; channel: string };
+      publish: { type: 'publish'; id: string | number; channel: string; data: unknown };
+    };
+    subscribed: Record<string, unknown>;
+    published: Record<string, unknown>;
+    message: { type: string; channel: string; data: unknown; publisher: unknown; timestamp: unknown };
   };
   query_auth: { accepted: boolean; status: number; error: string | null };
 }
@@ -81,8 +90,21 @@ test('python client receives the welcome frame', () => {
   assert.notEqual(welcome.connection_id, '');
 });
 
-test('python client gets its text frame echoed', () => {
-  assert.equal(result.header_auth.echo, result.header_auth.sent);
+test('python client subscribes to its commands', () => {
+  const { requests, subscribed } = result.header_auth;
+  assert.equal(requests.subscribe.channel, commandsChannel(device.client_id));
+  assert.deepEqual(subscribed, { type: 'subscribed', id: requests.subscribe.id, channel: requests.subscribe.channel });
+});
+
+test('python client receives its own publish', () => {
+  const { requests, published, message } = result.header_auth;
+  assert.deepEqual(published, { type: 'published', id: requests.publish.id, channel: requests.publish.channel });
+
+  assert.equal(message.type, 'message');
+  assert.equal(message.channel, commandsChannel(device.client_id));
+  assert.deepEqual(message.data, pythonMessageData);
+  assert.deepEqual(message.publisher, { client_id: device.client_id, sub: device.client_id });
+  assert.equal(typeof message.timestamp, 'number');
 });
 
 test('token in query string is rejected', () => {

@@ -8,7 +8,7 @@ import { decodeJwt } from 'jose';
 
 import { scriptedLogin, type ScriptedSession } from '../support/browser-login.ts';
 import { addDevice, addUser, deviceToken, runCli, startTestServer, type TestServer } from '../support/server.ts';
-import { openBrowserSocket, openDeviceSocket, type GatewaySocket } from '../support/websocket.ts';
+import { commandsChannel, deviceRoundTrip, openBrowserSocket, openDeviceSocket, type GatewaySocket } from '../support/websocket.ts';
 
 const username = 'live-user';
 const password = 'live user has a long enough password';
@@ -42,10 +42,33 @@ function assertStillOpen(socket: GatewaySocket): void {
   assert.equal(socket.isOpen, true);
 }
 
-/** Sends a text frame that is not an `auth` frame and waits for the echo, proving the socket still carries data. */
-async function assertEchoes(socket: GatewaySocket): Promise<void> {
-  socket.send({ type: 'ping', marker: 'still-here' });
-  assert.deepEqual(await socket.nextFrame(), { type: 'ping', marker: 'still-here' });
+/**
+ * Publishes to the device's own commands channel and waits for the message to come back, proving
+ * the socket still carries data both ways under its current token.
+ */
+async function assertDeviceRoundTrip(socket: GatewaySocket): Promise<void> {
+  const message = await deviceRoundTrip(socket, { marker: 'still-here' });
+
+  assert.equal(message.channel, commandsChannel(socket.welcome.client_id));
+  assert.deepEqual(message.data, { marker: 'still-here' });
+  assert.deepEqual(message.publisher, { client_id: socket.welcome.client_id, sub: socket.welcome.sub });
+}
+
+/**
+ * Subscribes a browser socket to a channel of its user and has the operator publish there, proving
+ * the socket still carries requests and deliveries under its current token.
+ */
+async function assertBrowserReceives(server: TestServer, socket: GatewaySocket): Promise<void> {
+  const channel = `users/${socket.welcome.sub}/inbox`;
+  const subscribed = await socket.request({ type: 'subscribe', channel });
+  assert.deepEqual(subscribed, { type: 'subscribed', id: subscribed.id, channel });
+
+  server.running.publish(channel, { marker: 'still-here' });
+
+  const message = await socket.nextFrameWhere((frame) => frame.type === 'message', `a message on ${channel}`);
+  assert.equal(message.channel, channel);
+  assert.deepEqual(message.data, { marker: 'still-here' });
+  assert.deepEqual(message.publisher, { client_id: 'portcullis', sub: 'operator' });
 }
 
 describe('short-lived tokens', () => {
@@ -104,7 +127,7 @@ describe('short-lived tokens', () => {
 
     assertStillOpen(socket);
     assert.ok(refreshes >= 3, `only ${refreshes} refreshes in three token lifetimes`);
-    await assertEchoes(socket);
+    await assertDeviceRoundTrip(socket);
     await socket.close();
   });
 
@@ -130,7 +153,7 @@ describe('short-lived tokens', () => {
 
     assertStillOpen(socket);
     assert.ok(refreshes >= 3, `only ${refreshes} refreshes in three token lifetimes`);
-    await assertEchoes(socket);
+    await assertBrowserReceives(server, socket);
     await socket.close();
   });
 });
@@ -179,7 +202,7 @@ describe('in-band auth', () => {
     const reply = await socket.nextFrame();
     assert.equal(reply.type, 'auth_ok');
     assert.equal(reply.expires_at, decodeJwt(accessToken).exp);
-    await assertEchoes(socket);
+    await assertDeviceRoundTrip(socket);
     await socket.close();
   });
 

@@ -11,7 +11,16 @@ import { decodeJwt } from 'jose';
 import { scriptedLogin } from '../support/browser-login.ts';
 import { rawHandshake, type RawResponse } from '../support/raw-handshake.ts';
 import { addDevice, addUser, deviceToken, runCli, startTestServer, type TestServer } from '../support/server.ts';
-import { browserHeaders, deviceHeaders, openBrowserSocket, openDeviceSocket, type DeviceCredentials, type GatewaySocket } from '../support/websocket.ts';
+import {
+  browserHeaders,
+  commandsChannel,
+  deviceHeaders,
+  deviceRoundTrip,
+  openBrowserSocket,
+  openDeviceSocket,
+  type DeviceCredentials,
+  type GatewaySocket,
+} from '../support/websocket.ts';
 
 const deviceCodeGrantType = 'urn:ietf:params:oauth:grant-type:device_code';
 const password = 'revocation tests use a long enough password';
@@ -87,10 +96,15 @@ async function assertClosedAsRevoked(socket: GatewaySocket): Promise<void> {
   assert.deepEqual(await socket.waitForClose(), { code: 4403, reason: 'token_revoked' });
 }
 
-/** Sends a text frame and waits for its echo. Frames on one socket are ordered, so a close sent earlier would arrive first. */
-async function assertEchoes(socket: GatewaySocket): Promise<void> {
-  socket.send({ type: 'ping' });
-  assert.deepEqual(await socket.nextFrame(), { type: 'ping' });
+/**
+ * Publishes to the device's own commands channel and waits for the message to come back. Frames on
+ * one socket are ordered, so a close sent earlier would arrive first and fail the round trip.
+ */
+async function assertDeviceRoundTrip(socket: GatewaySocket): Promise<void> {
+  const message = await deviceRoundTrip(socket, 'still connected');
+
+  assert.equal(message.channel, commandsChannel(socket.welcome.client_id));
+  assert.equal(message.data, 'still connected');
 }
 
 /** Waits until the clock has passed the whole second `epochSeconds`. */
@@ -219,7 +233,7 @@ describe('revocation paths', () => {
     await assertClosedAsRevoked(browserSocket);
     await assertClosedAsRevoked(actingSocket);
     // The revocation closed both sockets in one pass, so the unrelated socket would have its close frame queued already.
-    await assertEchoes(unrelatedSocket);
+    await assertDeviceRoundTrip(unrelatedSocket);
     assert.equal(unrelatedSocket.closeInfo, null);
 
     assertRejectedAsRevoked(await rawHandshake({ port: server.port, ca: server.caPem, headers: browserHeaders(server, session) }));

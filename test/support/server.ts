@@ -63,6 +63,12 @@ export async function startTestServer(overrides: Partial<Options> & { logs?: str
     publicUrl: `https://localhost:${port}`,
     dataDir: temporaryDataDir(),
     logLevel: 'debug',
+    // Suites open hundreds of connections from 127.0.0.1 under one client id, so these limits are
+    // generous. Limit tests set their own values.
+    handshakesPerIpPerMinute: 100_000,
+    handshakesPerClientPerMinute: 100_000,
+    maxConnectionsPerClient: 10_000,
+    maxConnectionsPerUser: 10_000,
     ...optionOverrides,
   });
 
@@ -110,9 +116,9 @@ export function runCli(dataDir: string, args: string[], input?: string): Promise
   });
 }
 
-/** Registers a device with a client secret through the CLI and returns its credentials. */
-export async function addDevice(server: TestServer, clientId: string): Promise<{ client_id: string; client_secret: string }> {
-  const result = await runCli(server.dataDir, ['devices', 'add', clientId]);
+/** Registers a device with a client secret through the CLI and returns its credentials; `extraArgs` such as `['--owner', 'alice']`. */
+export async function addDevice(server: TestServer, clientId: string, extraArgs: string[] = []): Promise<{ client_id: string; client_secret: string }> {
+  const result = await runCli(server.dataDir, ['devices', 'add', clientId, ...extraArgs]);
   if (result.code !== 0) {
     throw new Error(`devices add failed: ${result.stderr}`);
   }
@@ -127,15 +133,15 @@ export async function addUser(server: TestServer, username: string, password: st
   }
 }
 
-/** Gets a client-credentials access token for a device over HTTPS with `client_secret_basic`. */
-export async function deviceToken(server: TestServer, device: { client_id: string; client_secret: string }): Promise<string> {
+/** Gets a client-credentials access token for a device over HTTPS with `client_secret_basic`; `scope` narrows it. */
+export async function deviceToken(server: TestServer, device: { client_id: string; client_secret: string }, scope?: string): Promise<string> {
   const response = await server.fetch(`${server.url}/oauth/token`, {
     method: 'POST',
     headers: {
       authorization: `Basic ${Buffer.from(`${encodeURIComponent(device.client_id)}:${encodeURIComponent(device.client_secret)}`).toString('base64')}`,
       'content-type': 'application/x-www-form-urlencoded',
     },
-    body: 'grant_type=client_credentials',
+    body: new URLSearchParams(scope === undefined ? { grant_type: 'client_credentials' } : { grant_type: 'client_credentials', scope }).toString(),
   });
   const body = await response.json() as { access_token?: string };
   if (!body.access_token) {

@@ -1,3 +1,6 @@
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+
 import WebSocket from 'ws';
 
 import type { ScriptedSession } from './browser-login.ts';
@@ -9,7 +12,7 @@ import type { TestServer } from './server.ts';
  */
 export const socketWaitMs = 15_000;
 
-/** One JSON frame sent by the gateway, such as `welcome`, `expiring` or `auth_ok`. */
+/** One JSON frame sent by the gateway, such as `welcome`, `expiring`, `auth_ok`, `message` or `error`. */
 export interface Frame {
   type: string;
   [field: string]: unknown;
@@ -23,6 +26,8 @@ export interface WelcomeFrame extends Frame {
   client_id: string;
   /** Epoch seconds at which the connection's token expires. */
   expires_at: number;
+  /** The token's space-separated `scope` claim, which decides the channels the socket may use. */
+  scope: string;
 }
 
 /** Close code and reason of a closed socket. */
@@ -58,17 +63,26 @@ export function browserHeaders(server: TestServer, session: ScriptedSession): Re
 export class GatewaySocket {
   readonly socket: WebSocket;
   readonly welcome: WelcomeFrame;
+  /**
+   * Text of every frame received as it arrived, the welcome frame first. Reading a frame does not
+   * remove it from this list, so a test can search everything the gateway sent.
+   */
+  readonly received: string[] = [];
   /** Close code and reason once the socket has closed, else null. */
   closeInfo: CloseInfo | null = null;
   private readonly unread: Frame[] = [];
   private readonly frameListeners = new Set<() => void>();
   private readonly closed: Promise<CloseInfo>;
 
-  constructor(socket: WebSocket, welcome: WelcomeFrame) {
+  /** `welcomeText` is the welcome frame as received. Without it, `received` starts with the frame serialised again. */
+  constructor(socket: WebSocket, welcome: WelcomeFrame, welcomeText: string = JSON.stringify(welcome)) {
     this.socket = socket;
     this.welcome = welcome;
+    this.received.push(welcomeText);
     socket.on('message', (data) => {
-      this.unread.push(JSON.parse(data.toString()) as Frame);
+      const text = data.toString();
+      this.received.push(text);
+      this.unread.push(JSON.parse(text) as Frame);
       this.notify();
     });
     // The close event follows any error and carries what the tests check, so errors are not rethrown.
@@ -102,22 +116,32 @@ export class GatewaySocket {
    * `socketWaitMs`, naming the close code so a failed test shows why.
    */
   nextFrame(): Promise<Frame> {
+    return this.nextFrameWhere(() => true, 'a frame');
+  }
+
+  /**
+   * Returns the oldest unread frame for which `matches` is true, and leaves the frames before it
+   * unread. Rejects when the socket closes first or no such frame arrives within `socketWaitMs`,
+   * with an error that names `expected` and the close code.
+   */
+  nextFrameWhere(matches: (frame: Frame) => boolean, expected: string): Promise<Frame> {
     return new Promise((resolve, reject) => {
       const check = () => {
-        const frame = this.unread.shift();
-        if (frame) {
+        const index = this.unread.findIndex(matches);
+        if (index >= 0) {
+          const [frame] = this.unread.splice(index, 1);
           finish();
           resolve(frame);
           return;
         }
         if (this.closeInfo) {
           finish();
-          reject(new Error(`socket closed with ${this.closeInfo.code} ${this.closeInfo.reason} while a frame was expected`));
+          reject(new Error(`socket closed with ${this.closeInfo.code} ${this.closeInfo.reason} while ${expected} was expected`));
         }
       };
       const timer = setTimeout(() => {
         finish();
-        reject(new Error(`no frame arrived within ${socketWaitMs} ms`));
+        reject(new Error(`${expected} did not arrive within ${socketWaitMs} ms`));
       }, socketWaitMs);
       const finish = () => {
         clearTimeout(timer);
@@ -127,6 +151,18 @@ export class GatewaySocket {
       this.frameListeners.add(check);
       check();
     });
+  }
+
+  /**
+   * Sends `frame` with a fresh random `id` and returns the reply that echoes the id: `subscribed`,
+   * `unsubscribed`, `published`, `auth_ok` or `error`. Frames that arrive in the meantime, such as
+   * `message`, stay unread. The gateway sends the frames of one socket in order, so a close it
+   * sent before the reply rejects this instead. Rejects after `socketWaitMs`.
+   */
+  request(frame: Record<string, unknown>): Promise<Frame> {
+    const id = crypto.randomUUID();
+    this.send({ ...frame, id });
+    return this.nextFrameWhere((reply) => reply.id === id, `the reply to ${String(frame.type)} ${id}`);
   }
 
   /** Waits for the socket to close and returns its code and reason. Rejects after `socketWaitMs`. */
@@ -193,13 +229,14 @@ function openSocket(options: OpenOptions): Promise<GatewaySocket> {
     });
     socket.once('message', (data) => {
       clearTimeout(timer);
-      const welcome = JSON.parse(data.toString()) as WelcomeFrame;
+      const text = data.toString();
+      const welcome = JSON.parse(text) as WelcomeFrame;
       if (welcome.type !== 'welcome') {
         socket.terminate();
         reject(new Error(`the first frame was ${welcome.type}, not welcome`));
         return;
       }
-      resolve(new GatewaySocket(socket, welcome));
+      resolve(new GatewaySocket(socket, welcome, text));
     });
   });
 }
@@ -216,6 +253,28 @@ export function openBrowserSocket(server: TestServer, session: ScriptedSession):
     headers: { Cookie: session.cookieHeader, Origin: server.url },
     protocols: ['portcullis.v1', `portcullis.csrf.${session.csrfToken}`],
   });
+}
+
+/** Returns the channel that the default device scopes let a device both subscribe and publish to. */
+export function commandsChannel(clientId: string): string {
+  return `devices/${clientId}/commands`;
+}
+
+/**
+ * Subscribes a device socket to its own commands channel, publishes `data` there and returns the
+ * `message` frame that brings it back, which shows that the socket carries data both ways. The
+ * default device scopes allow both steps, so an `error` reply fails an assertion that shows it.
+ */
+export async function deviceRoundTrip(socket: GatewaySocket, data: unknown): Promise<Frame> {
+  const channel = commandsChannel(socket.welcome.client_id);
+
+  const subscribed = await socket.request({ type: 'subscribe', channel });
+  assert.deepEqual(subscribed, { type: 'subscribed', id: subscribed.id, channel });
+
+  const published = await socket.request({ type: 'publish', channel, data });
+  assert.deepEqual(published, { type: 'published', id: published.id, channel });
+
+  return socket.nextFrameWhere((frame) => frame.type === 'message' && frame.channel === channel, `a message on ${channel}`);
 }
 
 const welcomeWaitMs = 10_000;

@@ -25,6 +25,7 @@ export function transportCheck(trustedProxies: readonly string[]): HandshakeChec
   };
 }
 
-function normalizeAddress(address: string): string {
+/** Converts an IPv4-mapped IPv6 address (`::ffff:192.0.2.1`) to its IPv4 form and returns other addresses unchanged. */
+export function normalizeAddress(address: string): string {
   return address.startsWith('::ffff:') ? address.slice('::ffff:'.length) : address;
 }

@@ -3,7 +3,9 @@
 It uses only the Python standard library and Debian's python3-websockets 10.4 (its legacy
 ``websockets.connect`` API). The device gets an access token from /oauth/token with
 client_secret_basic, opens wss://localhost:<port>/ws with the token in the Authorization header,
-then tries again with the token in the query string, which the gateway must reject.
+subscribes to its own commands channel over the portcullis.v1 protocol, publishes to it and reads
+its own message back. Then it tries again with the token in the query string, which the gateway
+must reject.
 
 Usage: device_client.py --port PORT --ca-file CA_PEM --client-id ID
 The client secret comes from the PORTCULLIS_CLIENT_SECRET environment variable, so it never
@@ -24,7 +26,9 @@ import urllib.request
 import websockets
 
 TIMEOUT_SECONDS = 10
-ECHO_TEXT = "hello from python websockets"
+# Maximum number of frames the gateway may send before the awaited one. Past it the script gives up.
+MAX_SKIPPED_FRAMES = 10
+MESSAGE_DATA = {"text": "hello from python websockets", "sequence": 1}
 
 
 def parse_args():
@@ -69,8 +73,46 @@ def request_token(base_url, context, client_id, client_secret):
         return response.status, json.loads(response.read())
 
 
+async def next_frame(websocket, pending, matches):
+    """Return the first JSON frame for which matches(frame) is true, from pending or from the socket.
+
+    Frames that do not match are appended to pending, because the gateway may send a `message`
+    before the reply to the request that published it.
+    """
+    for index, frame in enumerate(pending):
+        if matches(frame):
+            return pending.pop(index)
+    for _ in range(MAX_SKIPPED_FRAMES + 1):
+        frame = json.loads(await asyncio.wait_for(websocket.recv(), TIMEOUT_SECONDS))
+        if matches(frame):
+            return frame
+        pending.append(frame)
+    raise RuntimeError(f"the expected frame did not arrive among {MAX_SKIPPED_FRAMES + 1} frames: {pending}")
+
+
+async def round_trip(websocket, client_id):
+    """Subscribe to the device's commands channel, publish to it and return the requests, replies and message."""
+    channel = f"devices/{client_id}/commands"
+    # The protocol accepts string and integer ids, so the script sends one of each.
+    subscribe = {"type": "subscribe", "id": "python-subscribe", "channel": channel}
+    publish = {"type": "publish", "id": 2, "channel": channel, "data": MESSAGE_DATA}
+    pending = []
+
+    await websocket.send(json.dumps(subscribe))
+    subscribed = await next_frame(websocket, pending, lambda frame: frame.get("id") == subscribe["id"])
+    await websocket.send(json.dumps(publish))
+    published = await next_frame(websocket, pending, lambda frame: frame.get("id") == publish["id"])
+    message = await next_frame(websocket, pending, lambda frame: frame.get("type") == "message")
+    return {
+        "requests": {"subscribe": subscribe, "publish": publish},
+        "subscribed": subscribed,
+        "published": published,
+        "message": message,
+    }
+
+
 async def connect_with_header(ws_url, context, client_id, access_token):
-    """Open the socket with the bearer token in the header and return the welcome frame and the echo."""
+    """Open the socket with the bearer token in the header and return the welcome frame and a round trip."""
     headers = {"X-Client-Id": client_id, "Authorization": f"Bearer {access_token}"}
     async with websockets.connect(
         ws_url,
@@ -80,9 +122,8 @@ async def connect_with_header(ws_url, context, client_id, access_token):
         open_timeout=TIMEOUT_SECONDS,
     ) as websocket:
         welcome = json.loads(await asyncio.wait_for(websocket.recv(), TIMEOUT_SECONDS))
-        await websocket.send(ECHO_TEXT)
-        echo = await asyncio.wait_for(websocket.recv(), TIMEOUT_SECONDS)
-        return {"subprotocol": websocket.subprotocol, "welcome": welcome, "sent": ECHO_TEXT, "echo": echo}
+        exchange = await round_trip(websocket, client_id)
+        return {"subprotocol": websocket.subprotocol, "welcome": welcome, **exchange}
 
 
 async def connect_with_query_token(ws_url, context, client_id, access_token):

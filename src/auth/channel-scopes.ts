@@ -1,0 +1,53 @@
+import { parseChannelFilter } from '../channels/names.ts';
+import { isChannelScope } from '../channels/permissions.ts';
+import type { Store } from '../store/database.ts';
+import type { DeviceTable } from '../store/schema.ts';
+
+/** Scopes a device gets when it is registered without `--scope`. */
+export const defaultDeviceScopes: readonly string[] = Object.freeze([
+  'publish:devices/{client_id}/#',
+  'subscribe:devices/{client_id}/commands',
+]);
+
+/** Scopes every user's browser session gets, besides one per device the user owns. */
+export const defaultUserScopes: readonly string[] = Object.freeze([
+  'subscribe:users/{sub}/#',
+]);
+
+/** Returns the scope that lets an owner watch everything a device publishes. */
+export function ownedDeviceScope(clientId: string): string {
+  return `subscribe:devices/${clientId}/#`;
+}
+
+/**
+ * Checks a scope value an operator registers: `subscribe:` or `publish:` and a channel filter, in
+ * which `{client_id}` and `{sub}` may stand for whole segments or parts of them. Returns an error
+ * message, or null when the value is valid.
+ */
+export function channelScopeProblem(scope: string): string | null {
+  if (!isChannelScope(scope)) {
+    return `"${scope}" must start with "subscribe:" or "publish:"`;
+  }
+
+  // Placeholders are checked with a stand-in value, so they may appear wherever a segment may.
+  const pattern = scope.slice(scope.indexOf(':') + 1).replace(/\{(client_id|sub)\}/g, 'x');
+  if (!parseChannelFilter(pattern)) {
+    return `"${scope}" has an invalid channel pattern: use [a-z0-9_-] segments separated by "/", "*" for one segment, a final "#" for any rest, at most 8 segments and 200 bytes`;
+  }
+  return null;
+}
+
+/** Returns the scopes registered for a device: its own list, or the defaults. */
+export function registeredDeviceScopes(device: Pick<DeviceTable, 'scopes'>): string[] {
+  return device.scopes ? device.scopes.split(' ').filter(Boolean) : [...defaultDeviceScopes];
+}
+
+/**
+ * Returns the scopes a user's browser session may hold now: the defaults plus one per owned device.
+ * A refresh filters the session's token by this list, so a device given away leaves the old owner's
+ * next token.
+ */
+export async function currentUserScopes(store: Store, username: string): Promise<string[]> {
+  const owned = await store.selectFrom('devices').select('client_id').where('owner', '=', username).orderBy('client_id').execute();
+  return [...defaultUserScopes, ...owned.map((device) => ownedDeviceScope(device.client_id))];
+}
