@@ -10,7 +10,6 @@ import {
   frameBytes,
   publishFrame,
   readChannelFrame,
-  requestFrame,
   SendPacer,
   serialiseData,
   type ChannelMessage,
@@ -22,50 +21,15 @@ import {
   defaultRequestTimeoutMs,
   type ChannelOptions,
 } from './channel-options.ts';
-import { Outbox, type OutboxCodec } from './channel-outbox.ts';
+import { Outbox } from './channel-outbox.ts';
+import { outgoingCodec, replyTypeOf, type Outgoing, type Request, type Subscription, type Timer, type Waiter } from './channel-outgoing.ts';
 import type { PortcullisClientError } from './policy.ts';
 
 export type { ChannelMessage, Publisher } from './channel-frames.ts';
 export type { ChannelOptions, ChannelRequestCode, SubscribedEvent, SubscriptionEndedEvent } from './channel-options.ts';
 
-type Timer = ReturnType<typeof setTimeout>;
-
-/** The settle functions of one application call, and the timer that bounds it. */
-interface Waiter {
-  resolve: () => void;
-  reject: (error: PortcullisClientError) => void;
-  timer: Timer;
-}
-
-/** A filter the application subscribed to, kept across connections until `unsubscribe`. */
 /** Wait before a subscribe that the server rejected with `rate_limited` is sent again, in milliseconds. */
 const rateLimitRetryMs = 1000;
-
-interface Subscription {
-  channel: string;
-  segments: string[];
-  listener: ((message: ChannelMessage) => void) | undefined;
-  /** Progress of the subscribe on the current connection: `idle` before it is queued, then `queued`, `sent` and `confirmed`. */
-  status: 'idle' | 'queued' | 'sent' | 'confirmed';
-  /** True once any connection confirmed it, so losing it is reported. */
-  everConfirmed: boolean;
-  waiters: Set<Waiter>;
-}
-
-/** A publish or unsubscribe. `waiter` is null for the unsubscribe that cleans up after a timed-out subscribe. */
-interface Request {
-  type: 'publish' | 'unsubscribe';
-  channel: string;
-  /** The serialised `data` of a publish. */
-  dataJson?: string;
-  waiter: Waiter | null;
-}
-
-/** A frame waiting in the outbox. Its id is assigned when it is sent. */
-type Outgoing =
-  | { kind: 'subscribe'; subscription: Subscription }
-  | { kind: 'request'; request: Request }
-  | { kind: 'control'; text: string };
 
 /**
  * The channel side of a client. The SDK calls `connected` after each welcome frame, `disconnected`
@@ -408,29 +372,3 @@ export class ChannelRequests {
     return this.options.requestTimeoutMs ?? defaultRequestTimeoutMs;
   }
 }
-
-function replyTypeOf(entry: Exclude<Outgoing, { kind: 'control' }>): string {
-  if (entry.kind === 'subscribe') {
-    return 'subscribed';
-  }
-  return entry.request.type === 'publish' ? 'published' : 'unsubscribed';
-}
-
-const outgoingCodec: OutboxCodec<Outgoing> = {
-  serialise(entry, id) {
-    if (entry.kind === 'control') {
-      return entry.text;
-    }
-    if (entry.kind === 'subscribe') {
-      return requestFrame('subscribe', id!, entry.subscription.channel);
-    }
-    const { request } = entry;
-    return request.type === 'publish' ? publishFrame(id!, request.channel, request.dataJson!) : requestFrame('unsubscribe', id!, request.channel);
-  },
-  tracked: (entry) => entry.kind !== 'control',
-  onSent(entry) {
-    if (entry.kind === 'subscribe') {
-      entry.subscription.status = 'sent';
-    }
-  },
-};
