@@ -57,9 +57,11 @@ function describe(change: StateChange): string {
 
 /**
  * Connects as a device and prints every received frame as one line on standard output, with state
- * changes on standard error, until SIGINT or SIGTERM; with `once`, until the welcome frame.
+ * changes on standard error, until SIGINT or SIGTERM. With `once` it stops at the welcome frame, or
+ * fails at the first failed attempt instead of retrying, because it serves as a check.
  */
 async function connectDevice(clientId: string, secret: string, target: Target, once: boolean): Promise<void> {
+  let failedAttempt: StateChange | null = null;
   let finished!: (stop: StateChange) => void;
   const stopped = new Promise<StateChange>((resolve) => {
     finished = resolve;
@@ -80,6 +82,10 @@ async function connectDevice(clientId: string, secret: string, target: Target, o
       if (once && change.state === 'open') {
         void client.close();
       }
+      if (once && change.state === 'reconnecting') {
+        failedAttempt = change;
+        void client.close();
+      }
     },
   });
 
@@ -90,6 +96,10 @@ async function connectDevice(clientId: string, secret: string, target: Target, o
     client.connect();
     const stop = await stopped;
     await client.close();
+    if (failedAttempt) {
+      const reason = (failedAttempt as StateChange).reason;
+      throw new CommandError(reason, `the first attempt failed: ${reason}; check --url, --issuer and --ca against the server.`);
+    }
     if (stop.reason !== 'closed') {
       throw new CommandError(stop.reason, `stopped for good: ${stop.reason}.`);
     }

@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { addDevice, repositoryRoot, runCli, startTestServer, type TestServer } from '../support/server.ts';
+import { addDevice, freePort, repositoryRoot, runCli, startTestServer, type TestServer } from '../support/server.ts';
 
 // Safety stop for the long-running command; no assertion depends on timing.
 const commandLimitMs = 60_000;
@@ -37,6 +37,17 @@ test('once prints the welcome frame', async () => {
   assert.match(result.stderr, /^portcullis device: connecting \(started\)$/m);
   assert.match(result.stderr, /^portcullis device: open \(welcome\)$/m);
   assert.equal(`${result.stdout}${result.stderr}`.includes(device.client_secret), false, 'the secret was printed');
+});
+
+test('once fails on an unreachable issuer', async () => {
+  // A loopback port that was free a moment ago: the token request fails with a network error.
+  const closedPort = await freePort();
+  const result = await runCli(server.dataDir, connectArgs('--secret-stdin', '--once', '--issuer', `https://localhost:${closedPort}`), `${device.client_secret}\n`);
+
+  assert.equal(result.code, 1);
+  assert.equal(result.stdout, '');
+  assert.match(result.stderr, /reconnecting \(token_request_failed/);
+  assert.match(result.stderr, /the first attempt failed: token_request_failed/);
 });
 
 test('wrong secret exits 1 with the code', async () => {
