@@ -37,6 +37,7 @@ export const errorCatalogue = {
   unknown_type: { status: 400, description: 'The message type is not part of the portcullis.v1 protocol.' },
   binary_not_supported: { status: 400, description: 'Binary frames are not part of the portcullis.v1 protocol; send JSON text frames.' },
   too_many_subscriptions: { status: 400, description: 'This connection already holds the maximum number of subscriptions.' },
+  data_too_deep: { status: 400, description: 'The message data nests arrays or objects deeper than 32 levels.' },
   payload_too_large: { status: 413, description: 'The request body is larger than the message limit.' },
   unsupported_media_type: { status: 415, description: 'The request body must be application/json.' },
 } as const satisfies Record<string, { status: number; description: string }>;

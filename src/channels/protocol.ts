@@ -1,6 +1,7 @@
 import type { RawData } from 'ws';
 
 import { errorCatalogue, type ErrorCode } from '../errors.ts';
+import { exceedsDataDepth } from './data.ts';
 
 /** A message id: what the client chose, echoed in the reply. */
 export type MessageId = string | number;
@@ -75,7 +76,10 @@ export function parseClientFrame(data: RawData): ClientFrame | FrameProblem {
     return { problem: 'invalid_message', id };
   }
   if (frame.type === 'publish') {
-    return 'data' in frame ? { type: 'publish', id, channel: frame.channel, data: frame.data } : { problem: 'invalid_message', id };
+    if (!('data' in frame)) {
+      return { problem: 'invalid_message', id };
+    }
+    return exceedsDataDepth(frame.data) ? { problem: 'data_too_deep', id } : { type: 'publish', id, channel: frame.channel, data: frame.data };
   }
   return { type: frame.type as 'subscribe' | 'unsubscribe', id, channel: frame.channel };
 }

@@ -1,3 +1,4 @@
+import { exceedsDataDepth, maxDataDepth } from '../channels/data.ts';
 import { parseChannelName } from '../channels/names.ts';
 import { parseOptionArgs, resolveOptions } from '../config/load.ts';
 import { publishThroughAdminSocket } from '../gateway/admin-socket.ts';
@@ -9,7 +10,7 @@ export const publishUsage = `portcullis publish <channel> <json>    (put -- befo
 const channelRule = 'lower-case [a-z0-9_-] segments separated by "/", at most 8 segments and 200 bytes';
 
 // Server-side codes that mean the input was wrong rather than the server.
-const usageErrorCodes = new Set(['invalid_channel', 'invalid_request', 'payload_too_large']);
+const usageErrorCodes = new Set(['invalid_channel', 'invalid_request', 'payload_too_large', 'data_too_deep']);
 
 function parseData(text: string): unknown {
   try {
@@ -34,6 +35,9 @@ export async function runPublish(argv: string[]): Promise<void> {
     throw new CommandError('invalid_channel', `Channel "${channel}" is not valid: use ${channelRule}.`, 2);
   }
   const data = parseData(json);
+  if (exceedsDataDepth(data)) {
+    throw new CommandError('data_too_deep', `The data nests arrays or objects deeper than ${maxDataDepth} levels; flatten it.`, 2);
+  }
   const options = resolveOptions(values, process.env);
 
   const response = await publishThroughAdminSocket(options.dataDir, { channel, data });

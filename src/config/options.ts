@@ -1,3 +1,4 @@
+import net from 'node:net';
 import path from 'node:path';
 
 /** Start-up options of a Portcullis server, after defaults are applied and validated. */
@@ -133,7 +134,8 @@ function requireWebhookUrl(name: string, value: unknown): string {
     throw new OptionsError(`${name} must be an absolute https:// URL, got ${JSON.stringify(text)}.`);
   }
 
-  const loopback = ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname) || url.hostname.startsWith('127.');
+  // A host name such as 127.example.com is not loopback, so only the IPv4 literal range counts.
+  const loopback = url.hostname === 'localhost' || url.hostname === '[::1]' || (net.isIPv4(url.hostname) && url.hostname.startsWith('127.'));
   if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) {
     throw new OptionsError(`${name} must use https:// (http:// is accepted only for a loopback host).`);
   }

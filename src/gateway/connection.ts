@@ -89,7 +89,16 @@ export function serveConnection(connection: Connection, services: ConnectionServ
     scope: token.scope,
   }));
 
-  socket.on('message', (data, isBinary) => receive(state, data, isBinary));
+  socket.on('message', (data, isBinary) => {
+    // An exception here would escape into ws's event emitter and end the process, so one bad frame
+    // can at worst end its own connection.
+    try {
+      receive(state, data, isBinary);
+    } catch (error) {
+      services.logger.error({ event: 'connection.frame_failed', connection_id: connection.id, err: error }, 'handling a frame failed with an internal error');
+      close(state, closeCodes.internalError, 'server_error');
+    }
+  });
 
   socket.on('error', (error) => {
     services.logger.debug({ event: 'connection.error', connection_id: connection.id, err: error }, 'connection error');

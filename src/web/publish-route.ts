@@ -2,6 +2,7 @@ import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify';
 
 import { gatewayClientId } from '../auth/provider.ts';
 import type { ChannelMessage } from '../channels/broker.ts';
+import { exceedsDataDepth } from '../channels/data.ts';
 import { parseChannelName } from '../channels/names.ts';
 import { mayPublish, mayPublishAnywhere, permissionsFromScope, type ChannelPermissions } from '../channels/permissions.ts';
 import { errorBody, PortcullisError, type ErrorCode } from '../errors.ts';
@@ -30,8 +31,8 @@ const callers = new WeakMap<FastifyRequest, Caller>();
 
 /**
  * Checks a parsed publish body: a JSON object with `channel` (a valid channel name) and `data` (any
- * JSON value, `null` included). Other members are ignored, as in a WebSocket `publish` frame.
- * Throws `invalid_request` or `invalid_channel`.
+ * JSON value, `null` included, at most 32 levels deep). Other members are ignored, as in a WebSocket
+ * `publish` frame. Throws `invalid_request`, `invalid_channel` or `data_too_deep`.
  */
 export function readPublishRequest(body: unknown): PublishRequest {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {
@@ -44,6 +45,9 @@ export function readPublishRequest(body: unknown): PublishRequest {
   const { channel, data } = body as Record<string, unknown>;
   if (typeof channel !== 'string' || !parseChannelName(channel)) {
     throw new PortcullisError('invalid_channel');
+  }
+  if (exceedsDataDepth(data)) {
+    throw new PortcullisError('data_too_deep');
   }
   return { channel, data };
 }

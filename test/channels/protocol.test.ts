@@ -246,6 +246,8 @@ describe('channel protocol', () => {
     const device = await connectDevice(server, sensorA);
     const hugeId = 'i'.repeat(10_000);
     try {
+      // A subscriber on the target channel, so an accepted publish would be serialised for delivery.
+      assert.equal((await exchange(device, { type: 'subscribe', id: 'pre', channel: 'devices/sensor-a/commands' })).type, 'subscribed');
       const cases: Array<[string, string | Buffer, { id: unknown; code: string }]> = [
         ['binary frame', Buffer.from(JSON.stringify({ type: 'subscribe', id: 1, channel: 'devices/sensor-a/commands' })), { id: null, code: 'binary_not_supported' }],
         ['invalid JSON', '{"type":"subscribe",', { id: null, code: 'invalid_json' }],
@@ -275,6 +277,10 @@ describe('channel protocol', () => {
         ['unsubscribe from an invalid channel', JSON.stringify({ type: 'unsubscribe', id: 'c-8', channel: 'devices/sensor-a/' }), { id: 'c-8', code: 'invalid_channel' }],
         ['auth without a token', JSON.stringify({ type: 'auth', id: 'x-1' }), { id: 'x-1', code: 'invalid_message' }],
         ['auth with a huge id', JSON.stringify({ type: 'auth', id: hugeId, token: 'x' }), { id: null, code: 'invalid_id' }],
+        ['unsafe integer id', JSON.stringify({ type: 'subscribe', id: 2 ** 53, channel: 'devices/sensor-a/commands' }), { id: null, code: 'invalid_id' }],
+        ['channel of 201 bytes', JSON.stringify({ type: 'subscribe', id: 'c-9', channel: `devices/${'x'.repeat(193)}` }), { id: 'c-9', code: 'invalid_channel' }],
+        // About 10 KB: serialising this for subscribers used to overflow the stack and end the process.
+        ['data nested 5000 deep', `{"type":"publish","id":"n-1","channel":"devices/sensor-a/commands","data":${'['.repeat(5000)}${']'.repeat(5000)}}`, { id: 'n-1', code: 'data_too_deep' }],
       ];
 
       for (const [label, payload, expected] of cases) {
@@ -292,6 +298,14 @@ describe('channel protocol', () => {
     const fresh = await connectDevice(server, sensorA);
     try {
       assert.deepEqual(await exchange(fresh, { type: 'publish', id: 1, channel: 'devices/sensor-a/telemetry', data: 'still serving' }), { type: 'published', id: 1, channel: 'devices/sensor-a/telemetry' });
+      // The deepest data allowed still reaches a subscriber, serialised.
+      const deepestAllowed = JSON.parse(`${'['.repeat(32)}${']'.repeat(32)}`) as unknown;
+      assert.equal((await exchange(fresh, { type: 'subscribe', id: 2, channel: 'devices/sensor-a/commands' })).type, 'subscribed');
+      fresh.send({ type: 'publish', id: 3, channel: 'devices/sensor-a/commands', data: deepestAllowed });
+      const delivered = await fresh.nextFrame();
+      assert.equal(delivered.type, 'message');
+      assert.deepEqual(delivered.data, deepestAllowed);
+      assert.deepEqual(await fresh.nextFrame(), { type: 'published', id: 3, channel: 'devices/sensor-a/commands' });
     } finally {
       await fresh.close();
     }

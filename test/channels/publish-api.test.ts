@@ -293,6 +293,13 @@ describe('request body', () => {
     });
   }
 
+  test('data nested 5000 deep gets 400 data_too_deep', async () => {
+    const body = `{"channel":"alerts/fire","data":${'['.repeat(5000)}${']'.repeat(5000)}}`;
+    const response = await publish(bearer(backendToken), body);
+
+    assertError(response, 400, 'data_too_deep');
+  });
+
   const badChannels: unknown[] = ['Alerts/fire', 'alerts//fire', 'alerts/*', 'alerts/#', '', 'a/b/c/d/e/f/g/h/i', `alerts/${'x'.repeat(200)}`, 42, null];
   for (const channel of badChannels) {
     test(`channel ${JSON.stringify(channel).slice(0, 30)} gets 400 invalid_channel`, async () => {

@@ -34,6 +34,28 @@ test('publish reaches a subscriber as the operator', async () => {
   }
 });
 
+test('embedded publish() reaches a subscriber as the operator', async () => {
+  const device = await addDevice(server, 'embedded-watcher', ['--scope', 'subscribe:alerts/#']);
+  const socket = await openDeviceSocket(server, { clientId: 'embedded-watcher', accessToken: await deviceToken(server, device) });
+  try {
+    socket.send({ type: 'subscribe', id: 1, channel: 'alerts/#' });
+    assert.equal((await socket.nextFrame()).type, 'subscribed');
+
+    assert.equal(server.running.publish('alerts/embedded', { from: 'code' }), 1);
+    const frame = await socket.nextFrame();
+    assert.equal(frame.channel, 'alerts/embedded');
+    assert.deepEqual(frame.data, { from: 'code' });
+    assert.deepEqual(frame.publisher, { client_id: 'portcullis', sub: 'operator' });
+  } finally {
+    await socket.close();
+  }
+});
+
+test('embedded publish() rejects bad input', () => {
+  assert.throws(() => server.running.publish('Alerts/Fire', 1), (error: unknown) => (error as { code?: string }).code === 'invalid_channel');
+  assert.throws(() => server.running.publish('alerts/fire', JSON.parse(`${'['.repeat(40)}${']'.repeat(40)}`)), (error: unknown) => (error as { code?: string }).code === 'data_too_deep');
+});
+
 test('publish without subscribers reports 0', async () => {
   const result = await runCli(server.dataDir, ['publish', 'alerts/nobody', '[1, 2]']);
 
@@ -50,6 +72,7 @@ const usageErrors: Array<[string, string[], RegExp]> = [
   ['channel filter', ['publish', 'alerts/#', '{}'], /is not valid/],
   ['missing data', ['publish', 'alerts/fire'], /Give a channel and the data/],
   ['extra argument', ['publish', 'alerts/fire', '1', '2'], /Give a channel and the data/],
+  ['data nested too deep', ['publish', 'alerts/fire', `${'['.repeat(5000)}${']'.repeat(5000)}`], /deeper than 32 levels/],
 ];
 for (const [name, args, message] of usageErrors) {
   test(`${name} exits 2`, async () => {

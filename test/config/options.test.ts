@@ -4,7 +4,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { resolveOptions } from '../../src/config/load.ts';
+import { optionSources, resolveOptions } from '../../src/config/load.ts';
 import { defaultOptions, OptionsError, validateOptions } from '../../src/config/options.ts';
 import { freePort, runCli, temporaryDataDir } from '../support/server.ts';
 
@@ -41,6 +41,45 @@ describe('validateOptions', () => {
     assert.equal(options.maxPayloadBytes, 64 * 1024);
     assert.equal(options.clockLeewaySeconds, 30);
   });
+
+  test('limit defaults match the documented values', () => {
+    const options = validateOptions({});
+
+    assert.equal(options.perMessageDeflate, false);
+    assert.equal(options.maxSubscriptions, 100);
+    assert.equal(options.messageRatePerSecond, 50);
+    assert.equal(options.maxBufferedBytes, 1024 * 1024);
+    assert.equal(options.heartbeatIntervalMs, 25_000);
+    assert.equal(options.maxConnectionsPerClient, 5);
+    assert.equal(options.maxConnectionsPerUser, 20);
+    assert.equal(options.handshakesPerIpPerMinute, 300);
+    assert.equal(options.handshakesPerClientPerMinute, 30);
+    assert.equal(options.maxPendingHandshakes, 256);
+    assert.equal(options.webhookUrl, null);
+  });
+
+  const webhookUrls: Array<[string, boolean]> = [
+    ['https://hooks.example.com/portcullis', true],
+    ['http://127.0.0.1:9000/hook', true],
+    ['http://127.10.0.1/hook', true],
+    ['http://localhost:9000/hook', true],
+    ['http://[::1]:9000/hook', true],
+    ['http://127.example.com/hook', false],
+    ['http://127.0.0.1.nip.io/hook', false],
+    ['http://hooks.example.com/hook', false],
+    ['https://user:secret@hooks.example.com/hook', false],
+    ['ftp://127.0.0.1/hook', false],
+    ['not a url', false],
+  ];
+  for (const [url, accepted] of webhookUrls) {
+    test(`webhook URL ${url} is ${accepted ? 'accepted' : 'rejected'}`, () => {
+      if (accepted) {
+        assert.equal(validateOptions({ webhookUrl: url }).webhookUrl, new URL(url).href);
+        return;
+      }
+      assertOptionsError(() => validateOptions({ webhookUrl: url }), /webhookUrl \(--webhook-url\)/);
+    });
+  }
 
   test('result and its lists are frozen', () => {
     const options = validateOptions({});
@@ -124,6 +163,29 @@ describe('resolveOptions', () => {
     assert.equal(options.clockLeewaySeconds, 5, 'an empty variable is ignored');
     assert.equal(options.handshakeTimeoutMs, defaultOptions.handshakeTimeoutMs);
   });
+
+  const limitInputs: Array<[keyof typeof defaultOptions, string, unknown]> = [
+    ['perMessageDeflate', 'true', true],
+    ['maxSubscriptions', '7', 7],
+    ['messageRatePerSecond', '9', 9],
+    ['heartbeatIntervalMs', '1500', 1500],
+    ['maxConnectionsPerClient', '2', 2],
+    ['maxConnectionsPerUser', '3', 3],
+    ['handshakesPerIpPerMinute', '11', 11],
+    ['handshakesPerClientPerMinute', '4', 4],
+    ['maxPendingHandshakes', '12', 12],
+    ['webhookUrl', 'https://hooks.example.com/in', 'https://hooks.example.com/in'],
+    ['webhookSecretFile', '/etc/portcullis/webhook-secret', '/etc/portcullis/webhook-secret'],
+  ];
+  for (const [option, text, expected] of limitInputs) {
+    test(`${option} comes from its flag and variable`, () => {
+      const source = optionSources.find((candidate) => candidate.option === option);
+      assert.ok(source, `${option} has no flag`);
+
+      assert.deepEqual(resolveOptions({ [source.flag]: text }, {})[option], expected);
+      assert.deepEqual(resolveOptions({}, { [source.env]: text })[option], expected);
+    });
+  }
 
   test('PORTCULLIS_CONFIG names the file when --config is absent', () => {
     const config = writeConfig(JSON.stringify({ port: 4444 }));

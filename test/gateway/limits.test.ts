@@ -62,9 +62,15 @@ describe('handshakes per address', () => {
   });
 
   test('HTTP requests are not counted', async () => {
-    const response = await server.fetch(`${server.url}/session`);
+    // Uses up the address budget here, so the test does not depend on the one before it.
+    for (let attempt = 0; attempt < 4; attempt += 1) {
+      await handshake(server);
+    }
+    assertRateLimited(await handshake(server));
 
-    assert.notEqual(response.status, 429);
+    const response = await server.fetch(`${server.url}/session`);
+    await response.body?.cancel();
+    assert.equal(response.status, 401);
   });
 });
 
