@@ -14,6 +14,8 @@ export const defaultUserScopes: readonly string[] = Object.freeze([
   'subscribe:users/{sub}/#',
 ]);
 
+const placeholderSegments = new Set(['{client_id}', '{sub}']);
+
 /** Returns the scope that lets an owner watch everything a device publishes. */
 export function ownedDeviceScope(clientId: string): string {
   return `subscribe:devices/${clientId}/#`;
@@ -21,16 +23,22 @@ export function ownedDeviceScope(clientId: string): string {
 
 /**
  * Checks a scope value an operator registers: `subscribe:` or `publish:` and a channel filter, in
- * which `{client_id}` and `{sub}` may stand for whole segments or parts of them. Returns an error
- * message, or null when the value is valid.
+ * which `{client_id}` and `{sub}` may stand for whole segments. Returns an error message, or null
+ * when the value is valid.
  */
 export function channelScopeProblem(scope: string): string | null {
   if (!isChannelScope(scope)) {
     return `"${scope}" must start with "subscribe:" or "publish:"`;
   }
 
+  const segments = scope.slice(scope.indexOf(':') + 1).split('/');
+  // Inside a segment, as in `{client_id}-x`, device `a` would reach the channels of device `a-x`.
+  if (segments.some((segment) => /\{(client_id|sub)\}/.test(segment) && !placeholderSegments.has(segment))) {
+    return `"${scope}" uses {client_id} or {sub} inside a segment; a placeholder must be a whole segment, as in devices/{client_id}/#`;
+  }
+
   // Placeholders are checked with a stand-in value, so they may appear wherever a segment may.
-  const pattern = scope.slice(scope.indexOf(':') + 1).replace(/\{(client_id|sub)\}/g, 'x');
+  const pattern = segments.map((segment) => (placeholderSegments.has(segment) ? 'x' : segment)).join('/');
   if (!parseChannelFilter(pattern)) {
     return `"${scope}" has an invalid channel pattern: use [a-z0-9_-] segments separated by "/", "*" for one segment, a final "#" for any rest, at most 8 segments and 200 bytes`;
   }

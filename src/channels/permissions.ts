@@ -26,20 +26,24 @@ export function isChannelScope(scope: string): boolean {
 }
 
 /**
- * Replaces `{client_id}` and `{sub}` with the token's own values. A value that is not a valid channel
- * segment (an upper-case letter, a dot, a slash) would change the pattern's shape, so such a scope
- * grants nothing.
+ * Replaces the segments `{client_id}` and `{sub}` with the token's own values. A value that is not
+ * a valid channel segment (an upper-case letter, a dot, a slash) would change the pattern's shape,
+ * and a placeholder inside a segment would let one client reach another's channels (`{client_id}-x`
+ * for client `a` is client `a-x`'s name), so such a scope grants nothing.
  */
 function substitute(pattern: string, identity: ScopeIdentity): string | null {
-  let unusable = false;
-  const result = pattern.replace(/\{(client_id|sub)\}/g, (_placeholder, name: string) => {
-    const value = name === 'client_id' ? identity.clientId : identity.sub;
-    if (!isChannelSegment(value)) {
-      unusable = true;
+  const segments: string[] = [];
+  for (const segment of pattern.split('/')) {
+    const value = segment === '{client_id}' ? identity.clientId : segment === '{sub}' ? identity.sub : null;
+    if (value !== null && !isChannelSegment(value)) {
+      return null;
     }
-    return value;
-  });
-  return unusable ? null : result;
+    if (value === null && segment.includes('{')) {
+      return null;
+    }
+    segments.push(value ?? segment);
+  }
+  return segments.join('/');
 }
 
 /** Reads the channel permissions of a space-separated `scope` claim; unknown or malformed values grant nothing. */

@@ -287,7 +287,11 @@ export class WebhookDispatcher {
 
   private async attempt(delivery: Delivery): Promise<AttemptOutcome> {
     const timestamp = Math.floor(Date.now() / 1000);
-    const signal = AbortSignal.any([this.stopController.signal, AbortSignal.timeout(this.attemptTimeoutMs)]);
+    // Not AbortSignal.timeout: on Node 20, a garbage collection can collect that signal while the
+    // request waits, and the attempt then never times out. The timer below keeps its controller alive.
+    const timeout = new AbortController();
+    const timer = setTimeout(() => timeout.abort(new DOMException('The webhook attempt timed out.', 'TimeoutError')), this.attemptTimeoutMs);
+    const signal = AbortSignal.any([this.stopController.signal, timeout.signal]);
 
     let status: number;
     let retryAfter: string | null;
@@ -316,6 +320,8 @@ export class WebhookDispatcher {
         return { result: 'aborted' };
       }
       return { result: 'retry', error: describeFetchError(error) };
+    } finally {
+      clearTimeout(timer);
     }
 
     if (status >= 200 && status < 300) {

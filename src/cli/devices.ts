@@ -9,6 +9,7 @@ import { epochSeconds, openStore, type Store } from '../store/database.ts';
 import { channelScopeProblem, registeredDeviceScopes } from '../auth/channel-scopes.ts';
 import { clientIdPattern, deleteDevice, findDevice, hashClientSecret, insertDevice, listDevices } from '../store/devices.ts';
 import { isChannelScope } from '../channels/permissions.ts';
+import { operatorPublisher } from '../channels/publish.ts';
 import { recordRevocation } from '../store/revocation-events.ts';
 import { findUser } from '../store/users.ts';
 import { createOfflineAuthServer } from './auth-context.ts';
@@ -159,6 +160,10 @@ export async function runDevices(argv: string[]): Promise<void> {
   }
   if ((action === 'add' || action === 'remove') && id === gatewayClientId) {
     throw new CommandError('reserved_client_id', `"${gatewayClientId}" is the gateway's own client for browser sessions and cannot be added or removed as a device.`, 2);
+  }
+  // Subscribers tell operator messages apart by this publisher client id, so no token may carry it.
+  if (action === 'add' && id === operatorPublisher.client_id) {
+    throw new CommandError('reserved_client_id', `"${id}" is the publisher id of operator messages and cannot be a device.`, 2);
   }
   if (action === 'approve' && !id) {
     throw new CommandError('user_code_required', `Give the user code the device shows.\n${devicesUsage}`, 2);

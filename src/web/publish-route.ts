@@ -7,6 +7,7 @@ import { parseChannelName } from '../channels/names.ts';
 import { mayPublish, mayPublishAnywhere, permissionsFromScope, type ChannelPermissions } from '../channels/permissions.ts';
 import { errorBody, PortcullisError, type ErrorCode } from '../errors.ts';
 import { findRevocation } from '../gateway/guard/revocation.ts';
+import { urlCarriesCredentials } from '../gateway/guard/token-in-url.ts';
 import type { VerifiedToken } from '../gateway/token-verifier.ts';
 import type { WebContext } from './context.ts';
 
@@ -53,6 +54,12 @@ export function readPublishRequest(body: unknown): PublishRequest {
 }
 
 function bearerToken(request: FastifyRequest): string | null {
+  // Node keeps only the first of repeated Authorization headers, so they are counted in the raw list,
+  // as the handshake does.
+  const headers = request.raw.rawHeaders.filter((_value, index, raw) => index % 2 === 0 && raw[index].toLowerCase() === 'authorization');
+  if (headers.length > 1) {
+    throw new PortcullisError('ambiguous_credentials');
+  }
   const header = request.headers.authorization;
   if (header === undefined) {
     return null;
@@ -75,8 +82,9 @@ function isJsonContentType(header: string | undefined): boolean {
  * cannot make the server parse a body of up to `maxPayloadBytes`.
  */
 async function checkCaller(context: WebContext, request: FastifyRequest): Promise<void> {
-  // RFC 6750 section 5.3: a token in the URL ends up in logs and browser history.
-  if (new URL(request.url, 'https://portcullis.invalid').searchParams.has('access_token')) {
+  // RFC 6750 section 5.3: a token in the URL ends up in logs and browser history. The same rule as
+  // the handshake's, so both endpoints refuse the same URLs.
+  if (urlCarriesCredentials(new URL(request.url, 'https://portcullis.invalid'))) {
     throw new PortcullisError('token_in_url');
   }
 

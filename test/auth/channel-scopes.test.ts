@@ -51,7 +51,7 @@ test('backend scopes come from --scope', async () => {
 });
 
 test('invalid --scope values exit 2', async () => {
-  for (const scope of ['read:devices/#', 'publish:Devices/x', 'subscribe:devices/#/x', 'publish:a/b/c/d/e/f/g/h/i']) {
+  for (const scope of ['read:devices/#', 'publish:Devices/x', 'subscribe:devices/#/x', 'publish:a/b/c/d/e/f/g/h/i', 'publish:devices/{client_id}-x/#', 'subscribe:{client_id}{sub}/#']) {
     const result = await runCli(server.dataDir, ['devices', 'add', 'scoped-invalid', '--scope', scope]);
     assert.equal(result.code, 2, `${scope}: ${result.stderr}`);
     assert.match(result.stderr, /--scope/);
@@ -67,6 +67,14 @@ test('device and user names stay apart', async () => {
   const user = await runCli(server.dataDir, ['users', 'add', 'scoped-named', '--password-stdin'], `${password}\n`);
   assert.equal(user.code, 2);
   assert.match(user.stderr, /client id/);
+});
+
+test('reserved client ids are rejected', async () => {
+  for (const id of ['portcullis', 'portcullis-gateway']) {
+    const result = await runCli(server.dataDir, ['devices', 'add', id]);
+    assert.equal(result.code, 2, `${id}: ${result.stderr}`);
+    assert.match(result.stderr, /reserved_client_id|cannot be/);
+  }
 });
 
 test('upper-case client ids are rejected', async () => {

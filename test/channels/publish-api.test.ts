@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { importJWK, SignJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose';
 
 import { scriptedLogin, type ScriptedSession } from '../support/browser-login.ts';
+import { rawHandshake } from '../support/raw-handshake.ts';
 import { addDevice, addUser, runCli, startTestServer, type TestServer } from '../support/server.ts';
 import { openDeviceSocket } from '../support/websocket.ts';
 
@@ -211,6 +212,35 @@ describe('credentials', () => {
     const response = await publish({ 'content-type': 'application/json' }, body, `/api/publish?access_token=${backendToken}`);
 
     assertError(response, 400, 'token_in_url');
+  });
+
+  test('any credential name in the URL gets 400 token_in_url', async () => {
+    for (const query of ['token=x', 'jwt=x', 'refresh_token=x', `state=${backendToken}`]) {
+      const response = await publish(bearer(backendToken), body, `/api/publish?${query}`);
+
+      assertError(response, 400, 'token_in_url');
+    }
+  });
+
+  test('two Authorization headers get 400 ambiguous_credentials', async () => {
+    const response = await rawHandshake({
+      port: server.port,
+      ca: server.caPem,
+      method: 'POST',
+      path: '/api/publish',
+      headers: {
+        Upgrade: null,
+        Connection: 'close',
+        'Sec-WebSocket-Version': null,
+        'Sec-WebSocket-Key': null,
+        'Content-Type': 'application/json',
+        'Content-Length': '0',
+        Authorization: [`Bearer ${backendToken}`, `Bearer ${backendToken}`],
+      },
+    });
+
+    assert.equal(response.status, 400);
+    assert.equal(response.json?.error, 'ambiguous_credentials');
   });
 
   test('removed device gets 403 token_revoked', async () => {

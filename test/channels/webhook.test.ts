@@ -8,6 +8,8 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { after, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 
 import type { ChannelMessage } from '../../src/channels/broker.ts';
 import { WebhookDispatcher, type WebhookDispatcherOptions } from '../../src/channels/webhook.ts';
@@ -185,6 +187,28 @@ describe('retries', () => {
       await receiver.close();
     }
   });
+});
+
+test('attempt timeout survives garbage collection', async () => {
+  // A timeout signal that nothing references may be collected while the request waits; then the
+  // attempt never ends. Collecting garbage during the attempt must not stop the timeout.
+  v8.setFlagsFromString('--expose-gc');
+  const collectGarbage = vm.runInNewContext('gc') as () => void;
+  const receiver = await startReceiver((index) => index === 0 ? new Promise<number>(() => {}) : 200);
+  const { dispatcher, lines } = createDispatcher(receiver.url, { attemptTimeoutMs: 500 });
+  try {
+    dispatcher.enqueue(message('devices/meter-1/telemetry'));
+    await receiver.received(1);
+    collectGarbage();
+    const neverTimedOut = delay(10_000, 'the attempt never timed out', { ref: false });
+    assert.equal(await Promise.race([dispatcher.idle().then(() => 'idle'), neverTimedOut]), 'idle');
+
+    assert.equal(receiver.requests.length, 2);
+    assert.equal(lines().find((line) => line.event === 'webhook.retry_scheduled')?.error, 'TimeoutError');
+  } finally {
+    await dispatcher.stop();
+    await receiver.close();
+  }
 });
 
 describe('queue and stop', () => {

@@ -12,18 +12,19 @@ const jwtLikePattern = /eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/;
 export const tokenInUrlCheck: HandshakeCheck = {
   name: 'token_in_url',
   run(state) {
-    for (const [name, value] of state.url.searchParams) {
-      if (credentialParameterNames.has(name.toLowerCase()) || jwtLikePattern.test(value) || jwtLikePattern.test(name)) {
-        return 'token_in_url';
-      }
-    }
-
-    if (jwtLikePattern.test(decodeURIComponentSafe(state.url.pathname))) {
-      return 'token_in_url';
-    }
-    return undefined;
+    return urlCarriesCredentials(state.url) ? 'token_in_url' : undefined;
   },
 };
+
+/** Tells whether a URL's query or path holds a credential parameter or a JWT-like value. */
+export function urlCarriesCredentials(url: URL): boolean {
+  for (const [name, value] of url.searchParams) {
+    if (credentialParameterNames.has(name.toLowerCase()) || jwtLikePattern.test(value) || jwtLikePattern.test(name)) {
+      return true;
+    }
+  }
+  return jwtLikePattern.test(decodeURIComponentSafe(url.pathname));
+}
 
 function decodeURIComponentSafe(text: string): string {
   try {
