@@ -29,6 +29,11 @@ export interface Connection {
    * new scopes and sends `auth_ok`. Set once the connection is served.
    */
   applyToken?: (token: VerifiedToken) => void;
+  /**
+   * Drops the owned-device scope `subscribe:devices/<clientId>/#` and the subscriptions that relied
+   * on it, after the device was removed. Set once the connection is served.
+   */
+  withdrawDevice?: (clientId: string) => void;
 }
 
 /** Services a connection uses besides its socket. */
@@ -79,6 +84,7 @@ export function serveConnection(connection: Connection, services: ConnectionServ
   state.subscriptions = new SubscriptionSet(services.broker, { deliver: (frame) => send(state, frame) }, services.maxSubscriptions);
 
   connection.applyToken = (fresh) => applyToken(state, fresh, null);
+  connection.withdrawDevice = (clientId) => withdrawDevice(state, clientId);
   services.registry.add(connection);
   send(state, JSON.stringify({
     type: 'welcome',
@@ -222,6 +228,19 @@ function applyToken(state: ConnectionState, token: VerifiedToken, id: MessageId 
   }
   send(state, JSON.stringify(reply));
   for (const channel of dropped) {
+    send(state, JSON.stringify({ type: 'unsubscribed', id: null, channel, reason: 'forbidden' }));
+  }
+}
+
+function withdrawDevice(state: ConnectionState, clientId: string): void {
+  const lost = ['devices', clientId, '#'];
+  const subscribe = state.permissions.subscribe.filter((pattern) => pattern.join('/') !== lost.join('/'));
+  if (state.closed || subscribe.length === state.permissions.subscribe.length) {
+    return;
+  }
+
+  state.permissions = { ...state.permissions, subscribe };
+  for (const channel of state.subscriptions.restrictTo(state.permissions)) {
     send(state, JSON.stringify({ type: 'unsubscribed', id: null, channel, reason: 'forbidden' }));
   }
 }

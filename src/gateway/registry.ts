@@ -161,6 +161,15 @@ export class ConnectionRegistry {
     return this.closeAll(this.byClient.get(clientId), reason);
   }
 
+  /** Tells every browser connection that a device is gone, so its owner stops watching it. */
+  withdrawDevice(clientId: string): void {
+    for (const connection of this.connections.values()) {
+      if (connection.kind === 'browser') {
+        connection.withdrawDevice?.(clientId);
+      }
+    }
+  }
+
   /** Closes every connection acting for a user, i.e. with a grant and this subject; returns how many. */
   closeSubject(sub: string, reason: string): number {
     // Client-credentials tokens carry the client id as `sub` and belong to no user.

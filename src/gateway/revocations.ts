@@ -82,6 +82,7 @@ export class RevocationService {
         break;
       case 'client':
         closed = registry.closeClient(revocation.value, revocation.reason);
+        registry.withdrawDevice(revocation.value);
         break;
       case 'user':
         closed = registry.closeSubject(revocation.value, revocation.reason);

@@ -91,33 +91,43 @@ test('user scope lists owned devices', async () => {
   assert.deepEqual(scopeOf(bob.sessionToken)?.split(' '), ['subscribe:users/{sub}/#']);
 });
 
-test('session refresh drops a removed device', async () => {
+test('removed device leaves its owner', async () => {
   await addDevice(server, 'alice-relay', ['--owner', 'alice']);
   const session = await scriptedLogin(server, 'alice', password);
   const socket = await openBrowserSocket(server, session);
   try {
-    const subscribed = await socket.request({ type: 'subscribe', channel: 'devices/alice-relay/#' });
-    assert.equal(subscribed.type, 'subscribed');
-    const inbox = await socket.request({ type: 'subscribe', channel: 'users/alice/inbox' });
-    assert.equal(inbox.type, 'subscribed');
+    assert.equal((await socket.request({ type: 'subscribe', channel: 'devices/alice-relay/#' })).type, 'subscribed');
+    assert.equal((await socket.request({ type: 'subscribe', channel: 'users/alice/inbox' })).type, 'subscribed');
 
+    // Removing the device ends the subscription on the open socket, before any refresh.
     const removed = await runCli(server.dataDir, ['devices', 'remove', 'alice-relay']);
     assert.equal(removed.code, 0, removed.stderr);
+    const dropped = await socket.nextFrameWhere((frame) => frame.type === 'unsubscribed', 'unsubscribed');
+    assert.deepEqual({ channel: dropped.channel, reason: dropped.reason, id: dropped.id }, { channel: 'devices/alice-relay/#', reason: 'forbidden', id: null });
+    const refused = await socket.request({ type: 'subscribe', channel: 'devices/alice-relay/#' });
+    assert.equal(refused.code, 'forbidden');
+
+    // The same id registered for bob: alice's unrefreshed session token still names the old scope,
+    // and a new connection with it must not reach bob's device.
+    await addDevice(server, 'alice-relay', ['--owner', 'bob']);
+    const stale = await openBrowserSocket(server, session);
+    try {
+      assert.ok(!String(stale.welcome.scope).includes('alice-relay'), String(stale.welcome.scope));
+      assert.equal((await stale.request({ type: 'subscribe', channel: 'devices/alice-relay/#' })).code, 'forbidden');
+    } finally {
+      await stale.close();
+    }
+
+    // A refresh issues a token without the device, and the other subscription keeps delivering.
     const refresh = await server.fetch(`${server.url}/session/refresh`, {
       method: 'POST',
       headers: { cookie: session.cookieHeader, 'x-csrf-token': session.csrfToken },
     });
     assert.equal(refresh.status, 200);
     await refresh.body?.cancel();
-
     const authOk = await socket.nextFrameWhere((frame) => frame.type === 'auth_ok', 'auth_ok');
     assert.ok(!String(authOk.scope).includes('alice-relay'));
-    const dropped = await socket.nextFrameWhere((frame) => frame.type === 'unsubscribed', 'unsubscribed');
-    assert.equal(dropped.channel, 'devices/alice-relay/#');
-    assert.equal(dropped.reason, 'forbidden');
-    assert.equal(dropped.id, null);
 
-    // The subscription the new token still allows keeps delivering.
     server.running.publish('users/alice/inbox', { still: 'subscribed' });
     const message = await socket.nextFrameWhere((frame) => frame.type === 'message', 'message');
     assert.equal(message.channel, 'users/alice/inbox');

@@ -52,7 +52,36 @@ export async function findRevocation(store: Store, kind: 'browser' | 'device', v
   return undefined;
 }
 
-/** Builds the handshake check around `findRevocation`, which runs last because it needs the verified token. */
+/** Matches the scope a browser session gets for a device its user owns. */
+const ownedDeviceScopePattern = /^subscribe:devices\/([a-z0-9_-]+)\/#$/;
+
+/**
+ * Removes from a browser token the owned-device scopes that no longer hold: the device was removed,
+ * or registered again (for any owner) after the token was issued. A session token keeps its scopes
+ * until it expires, and without this its user would go on watching a device given to someone else.
+ */
+export async function withoutLostDevices(store: Store, verified: VerifiedToken): Promise<VerifiedToken> {
+  const scopes = verified.scope.split(' ').filter(Boolean);
+  const kept: string[] = [];
+  for (const scope of scopes) {
+    const clientId = ownedDeviceScopePattern.exec(scope)?.[1];
+    if (clientId === undefined) {
+      kept.push(scope);
+      continue;
+    }
+    const device = await findDevice(store, clientId);
+    const issuedAt = typeof verified.payload.iat === 'number' ? verified.payload.iat : 0;
+    if (device && device.owner === verified.sub && device.created_at <= issuedAt) {
+      kept.push(scope);
+    }
+  }
+  return kept.length === scopes.length ? verified : { ...verified, scope: kept.join(' ') };
+}
+
+/**
+ * Builds the handshake check around `findRevocation`, which runs last because it needs the verified
+ * token. For a browser it also narrows the token's scopes to the devices its user still owns.
+ */
 export function revocationCheck(store: Store): HandshakeCheck {
   return {
     name: 'revocation',
@@ -60,7 +89,12 @@ export function revocationCheck(store: Store): HandshakeCheck {
       if (!state.verified || !state.kind) {
         return 'token_invalid';
       }
-      return findRevocation(store, state.kind, state.verified);
+      const revoked = await findRevocation(store, state.kind, state.verified);
+      if (revoked || state.kind !== 'browser') {
+        return revoked;
+      }
+      state.verified = await withoutLostDevices(store, state.verified);
+      return undefined;
     },
   };
 }
