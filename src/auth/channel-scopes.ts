@@ -55,6 +55,8 @@ export function registeredDeviceScopes(device: Pick<DeviceTable, 'scopes'>): str
  * A refresh filters the session's token by this list, so a device given away leaves the old owner's
  * next token.
  */
+// NOTE: one scope per owned device ends up in the session cookie, which browsers drop above about
+// 4 KB, so roughly 80 owned devices per user is the ceiling (an estimate from the token's size).
 export async function currentUserScopes(store: Store, username: string): Promise<string[]> {
   const owned = await store.selectFrom('devices').select('client_id').where('owner', '=', username).orderBy('client_id').execute();
   return [...defaultUserScopes, ...owned.map((device) => ownedDeviceScope(device.client_id))];
