@@ -14,6 +14,7 @@ import { createAuthServer, gatewayAudience, gatewayClientId } from './auth/provi
 import { registerInteractionRoutes } from './auth/interactions.ts';
 import type { Options } from './config/options.ts';
 import { ChannelBroker } from './channels/broker.ts';
+import { startCluster } from './cluster/cluster.ts';
 import { publishAsOperator } from './channels/publish.ts';
 import { createWebhookDispatcher } from './channels/webhook.ts';
 import { closeCodes, errorBody, PortcullisError } from './errors.ts';
@@ -37,6 +38,7 @@ import { createBffClient } from './web/bff-client.ts';
 import type { WebContext } from './web/context.ts';
 import { createLocalFetch } from './web/local-fetch.ts';
 import { applySecurityHeaders } from './web/security-headers.ts';
+import { registerHealthRoutes } from './web/health-routes.ts';
 import { registerPublishRoute } from './web/publish-route.ts';
 import { registerSessionRoutes } from './web/session-routes.ts';
 import { registerStaticRoutes } from './web/static-routes.ts';
@@ -52,8 +54,9 @@ export interface RunningServer {
   warnings: string[];
   store: Store;
   /**
-   * Publishes `data` on `channel` to every subscriber on this node, as the operator (no permission
-   * check). Returns how many subscribers received it; throws `invalid_channel` for a bad name.
+   * Publishes `data` on `channel` as the operator (no permission check) to every subscriber on this
+   * node, and through Redis to the other nodes when it is configured. Returns how many subscribers
+   * on this node received it; throws `invalid_channel` for a bad name.
    */
   publish(channel: string, data: unknown): number;
   /** Stops accepting, closes live sockets with 1001 and releases the database. */
@@ -70,7 +73,7 @@ const revocationEventRetentionSeconds = 86_400;
 
 /** Starts the HTTPS server that is both the auth server and the WebSocket gateway. */
 export async function startServer(options: Readonly<Options>, logger: Logger): Promise<RunningServer> {
-  const store = await openStore(options.dataDir);
+  const store = await openStore(options, logger);
   const tls = await loadTlsMaterial({ dataDir: options.dataDir, certFile: options.tlsCertFile, keyFile: options.tlsKeyFile });
   // Created early so that an unreadable webhook secret stops the start before anything listens.
   const webhook = createWebhookDispatcher(options, logger);
@@ -86,7 +89,11 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
 
   const registry = new ConnectionRegistry({ logger, expiryWarningSeconds: options.expiryWarningSeconds });
   const broker = new ChannelBroker();
-  const revocations = new RevocationService({ store, registry, logger });
+  const cluster = options.redisUrl
+    ? await startCluster({ redisUrl: options.redisUrl, keyPrefix: options.redisKeyPrefix, maxPayloadBytes: options.maxPayloadBytes, logger, broker, registry })
+    : null;
+  const revocations = new RevocationService({ store, registry, logger, announce: cluster?.announceRevocation });
+  cluster?.listenForRevocations((revocation) => revocations.applyAnnounced(revocation));
   await revocations.start();
   registry.start();
 
@@ -183,6 +190,7 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
     registry,
     revocations,
     broker,
+    clusterStatus: cluster ? () => cluster.status() : null,
   };
   await configureRoutes(app, context);
 
@@ -191,6 +199,8 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
     logger,
     maxPayloadBytes: options.maxPayloadBytes,
     limits: options,
+    createRateLimiter: cluster?.createRateLimiter,
+    reserveSlot: cluster?.reserveSlot,
     services: {
       logger,
       maxBufferedBytes: options.maxBufferedBytes,
@@ -255,6 +265,8 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
       server.closeAllConnections();
       await app.close();
       await closed;
+      // Last, so that the connection slots of the sockets closed above leave Redis before the link closes.
+      await cluster?.close();
       await store.destroy();
       logger.info({ event: 'server.stopped' }, 'server stopped');
     },
@@ -284,6 +296,7 @@ async function configureRoutes(app: FastifyInstance, context: WebContext): Promi
   app.setNotFoundHandler((_request, reply) => reply.code(404).send(errorBody('not_found')));
 
   await registerStaticRoutes(app);
+  registerHealthRoutes(app, context.clusterStatus);
   registerSessionRoutes(app, context);
   registerPublishRoute(app, context);
   registerInteractionRoutes(app, context);

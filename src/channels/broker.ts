@@ -65,18 +65,30 @@ export class ChannelBroker {
     return () => this.observers.delete(observer);
   }
 
-  /** Delivers `message` to every matching subscriber on this node and returns how many there were. */
+  /**
+   * Delivers `message` to every matching subscriber on this node, then passes it to the observers
+   * (which forward it to other nodes when Redis is configured). Returns the number of local subscribers.
+   */
   publish(message: ChannelMessage): number {
+    const delivered = this.deliverLocally(message);
+    for (const observer of this.observers) {
+      observer(message);
+    }
+    return delivered;
+  }
+
+  /**
+   * Delivers a message that another node published to the matching subscribers on this node and
+   * returns how many there were. Observers are not called, so the message is not sent back to the
+   * cluster. The caller must have checked the channel name and the data.
+   */
+  deliverLocally(message: ChannelMessage): number {
     const subscribers = this.matcher.match(message.channel);
     if (subscribers.size > 0) {
       const frame = messageFrame(message);
       for (const subscriber of subscribers) {
         subscriber.deliver(frame, message);
       }
-    }
-
-    for (const observer of this.observers) {
-      observer(message);
     }
     return subscribers.size;
   }

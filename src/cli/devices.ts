@@ -169,7 +169,7 @@ export async function runDevices(argv: string[]): Promise<void> {
     throw new CommandError('user_code_required', `Give the user code the device shows.\n${devicesUsage}`, 2);
   }
 
-  const store = await openStore(options.dataDir);
+  const store = await openStore(options);
   try {
     switch (action) {
       case 'add':

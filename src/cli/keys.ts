@@ -20,7 +20,7 @@ export async function runKeys(argv: string[]): Promise<void> {
     throw new CommandError('unknown_command', `Unknown keys command "${action ?? ''}".\n${keysUsage}`, 2);
   }
 
-  const store = await openStore(options.dataDir);
+  const store = await openStore(options);
   try {
     if (action === 'rotate') {
       const kid = await rotateSigningKey(store);

@@ -20,7 +20,8 @@ ${keysUsage}
 ${sessionsUsage}
 ${publishUsage}
 
-Every command takes --data-dir DIR (default ./.portcullis) and --config FILE.
+Every command takes --data-dir DIR (default ./.portcullis), --database-url URL (PostgreSQL
+instead of SQLite in the data directory) and --config FILE.
 Environment variables: ${optionSources.map((source) => source.env).join(', ')}, PORTCULLIS_CONFIG.
 Exit codes: 0 success, 1 failure, 2 invalid usage or configuration.`;
 

@@ -69,7 +69,7 @@ export async function runSessions(argv: string[]): Promise<void> {
 
   const live = (await fetchLiveConnections(options.dataDir) as ConnectionSummary[] | null) ?? [];
   const connection = live.find((candidate) => candidate.id === id);
-  const store = await openStore(options.dataDir);
+  const store = await openStore(options);
   try {
     if (connection && !connection.grant_id) {
       // A client-credentials token belongs to no grant, so that one token is revoked by issuer and jti.

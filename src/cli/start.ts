@@ -4,10 +4,10 @@ import { startServer } from '../server.ts';
 
 /** Usage of `portcullis start`. */
 export const startUsage = `portcullis start [--host ADDRESS] [--port PORT] [--public-url URL] [--data-dir DIR]
-                 [--tls-cert FILE --tls-key FILE] [--access-token-ttl SECONDS]
-                 [--refresh-token-ttl SECONDS] [--allowed-origin ORIGIN]... [--trusted-proxy ADDRESS]...
-                 [--clock-leeway SECONDS] [--expiry-warning SECONDS] [--handshake-timeout MS] [--max-payload BYTES] [--max-buffered BYTES]
-                 [--max-header-size BYTES] [--log-level LEVEL] [--config FILE]`;
+                 [--tls-cert FILE --tls-key FILE] [--allowed-origin ORIGIN]... [--trusted-proxy ADDRESS]...
+                 [--database-url postgres://...] [--redis-url redis://...] [--webhook-url URL]
+                 [--log-level LEVEL] [--config FILE]
+                 (every option in docs/configuration.md has a flag, such as --message-rate or --max-payload)`;
 
 /** Runs `portcullis start`: serves until SIGINT or SIGTERM, then shuts down cleanly. */
 export async function runStart(argv: string[]): Promise<void> {

@@ -34,7 +34,7 @@ export async function runUsers(argv: string[]): Promise<void> {
     throw new CommandError('invalid_username', `Give a username of 1 to 64 letters, digits, ".", "_", "-" or "@".\n${usersUsage}`, 2);
   }
 
-  const store = await openStore(options.dataDir);
+  const store = await openStore(options);
   try {
     switch (action) {
       case 'add': {

@@ -11,6 +11,12 @@ export interface Options {
   publicUrl: string;
   /** Directory for the SQLite database, TLS material and keys. Default `./.portcullis`. */
   dataDir: string;
+  /** `postgres://` URL; when set, every table lives in PostgreSQL instead of SQLite. Default none. */
+  databaseUrl: string | null;
+  /** `redis://` or `rediss://` URL; when set, messages, revocations and limits cross nodes. Default none. */
+  redisUrl: string | null;
+  /** Start of every Redis key and pub/sub channel name, so that deployments can share one Redis. Default `portcullis:`. */
+  redisKeyPrefix: string;
   /** PEM certificate chain; with `tlsKeyFile`, replaces the generated development certificate. */
   tlsCertFile: string | null;
   /** PEM private key matching `tlsCertFile`. */
@@ -67,6 +73,9 @@ export const defaultOptions: Readonly<Options> = Object.freeze({
   port: 8443,
   publicUrl: 'https://localhost:8443',
   dataDir: './.portcullis',
+  databaseUrl: null,
+  redisUrl: null,
+  redisKeyPrefix: 'portcullis:',
   tlsCertFile: null,
   tlsKeyFile: null,
   accessTokenTtlSeconds: 600,
@@ -145,6 +154,33 @@ function requireWebhookUrl(name: string, value: unknown): string {
   return url.href;
 }
 
+/** Accepts a URL with one of `protocols`; the message never repeats the value, which may hold a password. */
+function requireServiceUrl(name: string, value: unknown, protocols: string[]): string {
+  const text = requireString(name, value);
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new OptionsError(`${name} must be an absolute URL starting with ${protocols.join(' or ')}.`);
+  }
+  if (!protocols.includes(url.protocol.replace(/:$/, '://'))) {
+    throw new OptionsError(`${name} must start with ${protocols.join(' or ')}.`);
+  }
+  return text;
+}
+
+/**
+ * Accepts 1 to 64 letters, digits and `: . _ - { }`. Glob characters are excluded, so that
+ * `SCAN MATCH <prefix>*` finds only the deployment's own keys.
+ */
+function requireKeyPrefix(name: string, value: unknown): string {
+  const text = requireString(name, value);
+  if (!/^[A-Za-z0-9:._{}-]{1,64}$/.test(text)) {
+    throw new OptionsError(`${name} must be 1 to 64 letters, digits or the characters : . _ - { }, got ${JSON.stringify(text)}.`);
+  }
+  return text;
+}
+
 function requireString(name: string, value: unknown): string {
   if (typeof value !== 'string' || value === '') {
     throw new OptionsError(`${name} must be a non-empty string, got ${JSON.stringify(value)}.`);
@@ -208,6 +244,9 @@ export function validateOptions(input: Record<string, unknown>): Readonly<Option
     port: requireInteger('port (--port)', merged.port, 0, 65535),
     publicUrl,
     dataDir: path.resolve(requireString('dataDir (--data-dir)', merged.dataDir)),
+    databaseUrl: merged.databaseUrl === null ? null : requireServiceUrl('databaseUrl (--database-url)', merged.databaseUrl, ['postgres://', 'postgresql://']),
+    redisUrl: merged.redisUrl === null ? null : requireServiceUrl('redisUrl (--redis-url)', merged.redisUrl, ['redis://', 'rediss://']),
+    redisKeyPrefix: requireKeyPrefix('redisKeyPrefix (--redis-key-prefix)', merged.redisKeyPrefix),
     tlsCertFile,
     tlsKeyFile,
     accessTokenTtlSeconds: requireInteger('accessTokenTtlSeconds (--access-token-ttl)', merged.accessTokenTtlSeconds, 1, 86_400),

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import net from 'node:net';
 
-import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
+import { RateLimiterMemory, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 
 import type { Options } from '../config/options.ts';
 import { normalizeAddress } from './guard/transport.ts';
@@ -19,8 +19,12 @@ export interface RateLimiter {
   consume(key: string): Promise<RateLimitDecision>;
 }
 
-/** Creates a rate limiter that allows `points` attempts per key in each window of `durationSeconds`. */
-export type RateLimiterFactory = (points: number, durationSeconds: number) => RateLimiter;
+/**
+ * Creates a rate limiter that allows `points` attempts per key in each window of `durationSeconds`.
+ * `name` distinguishes the limiters of one process, e.g. `handshakes:ip`, so that a shared store
+ * keeps their keys apart.
+ */
+export type RateLimiterFactory = (points: number, durationSeconds: number, name: string) => RateLimiter;
 
 /**
  * Creates an in-memory fixed-window limiter. Each key's entry expires with its window.
@@ -28,8 +32,11 @@ export type RateLimiterFactory = (points: number, durationSeconds: number) => Ra
  * the window ends.
  */
 export function createMemoryRateLimiter(points: number, durationSeconds: number): RateLimiter {
-  const limiter = new RateLimiterMemory({ points, duration: durationSeconds });
+  return rateLimiterFrom(new RateLimiterMemory({ points, duration: durationSeconds }));
+}
 
+/** Adapts a `rate-limiter-flexible` limiter, in memory or in a shared store, to the `RateLimiter` contract. */
+export function rateLimiterFrom(limiter: RateLimiterAbstract): RateLimiter {
   return {
     async consume(key) {
       try {
@@ -95,8 +102,8 @@ export function createHandshakeLimits(options: HandshakeLimitOptions, createLimi
   const trustedProxies = new Set(options.trustedProxies.map(normalizeAddress));
 
   return {
-    perAddress: createLimiter(options.handshakesPerIpPerMinute, 60),
-    perClient: createLimiter(options.handshakesPerClientPerMinute, 60),
+    perAddress: createLimiter(options.handshakesPerIpPerMinute, 60, 'handshakes:ip'),
+    perClient: createLimiter(options.handshakesPerClientPerMinute, 60, 'handshakes:client'),
     pending: new PendingHandshakes(options.maxPendingHandshakes),
     addressKey: (request) => addressRateLimitKey(clientAddress(request, trustedProxies)),
   };

@@ -11,12 +11,24 @@ export interface RevocationServiceOptions {
   logger: Logger;
   /** How often to read revocations recorded by other processes, in milliseconds. Default 500. */
   pollIntervalMs?: number;
+  /**
+   * Called after each revocation this process records, to tell the other nodes at once. The Redis
+   * bridge sets it; without Redis, other nodes learn of the revocation from the database poll.
+   */
+  announce?: (revocation: Revocation) => void;
 }
+
+/** The part of a revocation that closes connections, as read back or received from another node. */
+export type RevocationNotice = Pick<Revocation, 'kind' | 'value' | 'reason'>;
+
+/** Origin of a revocation, logged with `revocation.applied`: this process, the database poll or Redis. */
+type RevocationSource = 'local' | 'database' | 'redis';
 
 /**
  * Records revocations and closes the live sockets they cover. Revocations made in this process
- * close sockets at once; those recorded by management commands in other processes are read from the
- * database every `pollIntervalMs`.
+ * close sockets at once, and so do those that another node announces through Redis. Those recorded
+ * by management commands or by nodes that could not announce them are read from the database every
+ * `pollIntervalMs`. A revocation may arrive both ways, and applying it twice closes nothing more.
  */
 export class RevocationService {
   private lastEventId = 0;
@@ -40,10 +52,16 @@ export class RevocationService {
     }
   }
 
-  /** Records a revocation and closes the matching live connections of this process. */
+  /** Records a revocation, closes the matching live connections of this process and announces it to other nodes. */
   async revoke(revocation: Revocation): Promise<void> {
     await recordRevocation(this.options.store, revocation);
-    this.apply(revocation);
+    this.apply(revocation, 'local');
+    this.options.announce?.(revocation);
+  }
+
+  /** Closes the live connections of this process that a revocation announced by another node covers. */
+  applyAnnounced(revocation: RevocationNotice): void {
+    this.apply(revocation, 'redis');
   }
 
   /** Revokes a grant until its access tokens, issued for at most `accessTokenTtlSeconds`, have expired. */
@@ -63,7 +81,7 @@ export class RevocationService {
         events = await readRevocationEvents(this.options.store, this.lastEventId);
         for (const event of events) {
           this.lastEventId = event.id;
-          this.apply(event);
+          this.apply(event, 'database');
         }
       } while (events.length > 0);
     } catch (error) {
@@ -73,7 +91,7 @@ export class RevocationService {
     }
   }
 
-  private apply(revocation: Pick<Revocation, 'kind' | 'value' | 'reason'>): void {
+  private apply(revocation: RevocationNotice, source: RevocationSource): void {
     const { registry } = this.options;
     let closed = 0;
     switch (revocation.kind) {
@@ -92,7 +110,7 @@ export class RevocationService {
         break;
     }
     if (closed > 0) {
-      this.options.logger.info({ event: 'revocation.applied', kind: revocation.kind, reason: revocation.reason, closed }, 'revocation closed live connections');
+      this.options.logger.info({ event: 'revocation.applied', kind: revocation.kind, reason: revocation.reason, closed, source }, 'revocation closed live connections');
     }
   }
 }

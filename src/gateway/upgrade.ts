@@ -39,6 +39,11 @@ export interface UpgradeHandlerInit {
   limits: UpgradeLimitOptions;
   /** Factory of the handshake rate limiters, in-memory ones by default. */
   createRateLimiter?: RateLimiterFactory;
+  /**
+   * Takes one of `limit` connection slots of an owner, or resolves to null when all are taken.
+   * Defaults to the registry's count of this process; with Redis, the cluster's count.
+   */
+  reserveSlot?: (owner: ConnectionOwner, limit: number) => Promise<ConnectionSlot | null>;
   /** Services accepted connections use: registry, token verification and revocation lookups. */
   services: ConnectionServices;
 }
@@ -127,20 +132,28 @@ export function createUpgradeHandler(init: UpgradeHandlerInit) {
       return;
     }
 
-    // The slot is taken synchronously right before handleUpgrade, with no await in between, so two
-    // handshakes of one owner cannot both pass when one slot is left.
-    const slot = reserveSlot(state);
+    // Two handshakes of one owner cannot both take the last slot, because the registry counts
+    // synchronously and the cluster's count is one atomic Redis script.
+    const slot = await reserveSlot(state);
     if (!slot) {
       reject(request, socket, { code: 'too_many_connections' });
+      return;
+    }
+    // The client may have gone while the cluster's count was checked.
+    if (socket.destroyed) {
+      slot.release();
       return;
     }
     accept({ request, socket, head }, state, slot);
   }
 
-  function reserveSlot(state: HandshakeState): ConnectionSlot | null {
+  async function reserveSlot(state: HandshakeState): Promise<ConnectionSlot | null> {
     const verified = state.verified!;
     const owner: ConnectionOwner = state.kind === 'browser' ? { kind: 'browser', sub: verified.sub } : { kind: 'device', clientId: verified.clientId };
     const limit = owner.kind === 'browser' ? limitOptions.maxConnectionsPerUser : limitOptions.maxConnectionsPerClient;
+    if (init.reserveSlot) {
+      return init.reserveSlot(owner, limit);
+    }
     return services.registry.reserveSlot(owner, limit);
   }
 

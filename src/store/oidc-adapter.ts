@@ -18,7 +18,7 @@ export interface OidcAdapterHooks {
  * lives in one table keyed by model and id. The `Client` model reads the devices table instead.
  */
 export function createOidcAdapter(store: Store, hooks: OidcAdapterHooks = {}): new (model: string) => Adapter {
-  return class SqliteOidcAdapter implements Adapter {
+  return class StoreOidcAdapter implements Adapter {
     readonly model: string;
 
     constructor(model: string) {
@@ -66,7 +66,9 @@ export function createOidcAdapter(store: Store, hooks: OidcAdapterHooks = {}): n
     /**
      * Marks a code or refresh token used. oidc-provider checks `consumed` and calls this in two
      * steps, so two concurrent requests can both pass the check. The conditional update lets only
-     * one of them win; the loser is treated as reuse, which revokes the whole grant.
+     * one of them win; the loser is treated as reuse, which revokes the whole grant. On PostgreSQL
+     * a concurrent update waits for the winner's row lock and then checks `consumed_at` again
+     * (READ COMMITTED), so it updates nothing.
      */
     async consume(id: string): Promise<void> {
       const result = await store.updateTable('oidc_payloads')

@@ -1,4 +1,7 @@
+import { sql } from 'kysely';
+
 import { epochSeconds, type Store } from './database.ts';
+import { isPostgres } from './postgres.ts';
 import type { RevocationEventTable } from './schema.ts';
 import { insertRevokedGrant } from './revocations.ts';
 
@@ -20,6 +23,13 @@ export type RevocationEvent = Pick<RevocationEventTable, 'kind' | 'value' | 'rea
  */
 export async function recordRevocation(store: Store, revocation: Revocation): Promise<void> {
   await store.transaction().execute(async (trx) => {
+    // Readers remember the highest id they have seen, so ids must become visible in ascending order.
+    // PostgreSQL assigns identity values at insert time, but transactions may commit in another
+    // order. This lock makes a recording wait until the one before it has committed, and reads take
+    // no conflicting lock. SQLite allows one writer at a time anyway.
+    if (isPostgres(trx)) {
+      await sql`lock table revocation_events in exclusive mode`.execute(trx);
+    }
     if (revocation.kind === 'grant') {
       await insertRevokedGrant(trx, revocation.value, revocation.expiresAt);
     }

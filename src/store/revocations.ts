@@ -7,8 +7,12 @@ import { epochSeconds, type Store } from './database.ts';
 export async function insertRevokedGrant(store: Store, grantId: string, expiresAt: number): Promise<void> {
   await store.insertInto('revoked_grants')
     .values({ grant_id: grantId, revoked_at: epochSeconds(), expires_at: expiresAt })
+    // A CASE expression because the two-argument max() is SQLite's and greatest() is PostgreSQL's.
     .onConflict((conflict) => conflict.column('grant_id').doUpdateSet((eb) => ({
-      expires_at: eb.fn('max', ['revoked_grants.expires_at', eb.ref('excluded.expires_at')]),
+      expires_at: eb.case()
+        .when('revoked_grants.expires_at', '>', eb.ref('excluded.expires_at')).then(eb.ref('revoked_grants.expires_at'))
+        .else(eb.ref('excluded.expires_at'))
+        .end(),
     })))
     .execute();
 }

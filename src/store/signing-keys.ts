@@ -1,6 +1,8 @@
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose';
+import { sql } from 'kysely';
 
 import { epochSeconds, type Store } from './database.ts';
+import { isPostgres } from './postgres.ts';
 
 /** Creates an ES256 key pair and returns its private JWK with `kid` (the RFC 7638 thumbprint), `alg` and `use`. */
 export async function generateSigningJwk(): Promise<JWK> {
@@ -34,16 +36,42 @@ export async function loadSigningKeys(store: Store, retentionSeconds = 86_400): 
 
   let rows = await load();
   if (!rows.some((row) => row.status === 'active')) {
-    await insertSigningKey(store, await generateSigningJwk());
+    await insertFirstSigningKey(store, await generateSigningJwk());
     rows = await load();
   }
   return rows.map((row) => JSON.parse(row.private_jwk) as JWK);
+}
+
+// PostgreSQL runs concurrent transactions side by side, so two servers starting on an empty
+// database, or two rotations, could each leave an active key. Readers take no conflicting lock.
+// SQLite allows one writer at a time anyway.
+async function lockSigningKeys(trx: Store): Promise<void> {
+  if (isPostgres(trx)) {
+    await sql`lock table signing_keys in exclusive mode`.execute(trx);
+  }
+}
+
+/** Stores `jwk` as the active key unless another process stored one first. */
+async function insertFirstSigningKey(store: Store, jwk: JWK): Promise<void> {
+  if (!isPostgres(store)) {
+    await insertSigningKey(store, jwk);
+    return;
+  }
+
+  await store.transaction().execute(async (trx) => {
+    await lockSigningKeys(trx);
+    const active = await trx.selectFrom('signing_keys').select('kid').where('status', '=', 'active').executeTakeFirst();
+    if (!active) {
+      await insertSigningKey(trx, jwk);
+    }
+  });
 }
 
 /** Adds a new active key and retires the current one; returns the new key's `kid`. */
 export async function rotateSigningKey(store: Store): Promise<string> {
   const jwk = await generateSigningJwk();
   await store.transaction().execute(async (trx) => {
+    await lockSigningKeys(trx);
     await trx.updateTable('signing_keys').set({ status: 'retired', retired_at: epochSeconds() }).where('status', '=', 'active').execute();
     await insertSigningKey(trx, jwk);
   });

@@ -3,6 +3,7 @@ import type { Configuration } from 'openid-client';
 import type { Logger } from 'pino';
 
 import type { ChannelBroker } from '../channels/broker.ts';
+import type { ClusterStatus } from '../cluster/cluster.ts';
 import type { LoginThrottle } from '../auth/login-throttle.ts';
 import type { Options } from '../config/options.ts';
 import type { Store } from '../store/database.ts';
@@ -31,4 +32,6 @@ export interface WebContext {
   revocations: RevocationService;
   /** Routes published messages to subscribed connections on this node. */
   broker: ChannelBroker;
+  /** State of the Redis link for `/readyz`; null without `--redis-url`. */
+  clusterStatus: (() => ClusterStatus) | null;
 }

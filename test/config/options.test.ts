@@ -142,6 +142,8 @@ describe('validateOptions', () => {
     ['header limit below 1 KiB', { maxHeaderBytes: 100 }, /maxHeaderBytes \(--max-header-size\)/],
     ['unknown log level', { logLevel: 'verbose' }, /logLevel \(--log-level\) must be one of/],
     ['public URL over http', { publicUrl: 'http://localhost:8443' }, /publicUrl \(--public-url\) must use https/],
+    ['Redis key prefix with a space', { redisKeyPrefix: 'my app:' }, /redisKeyPrefix \(--redis-key-prefix\) must be 1 to 64/],
+    ['Redis key prefix with a wildcard', { redisKeyPrefix: 'app*' }, /redisKeyPrefix \(--redis-key-prefix\)/],
   ];
   for (const [name, input, pattern] of badValues) {
     test(name, () => {
@@ -176,6 +178,7 @@ describe('resolveOptions', () => {
     ['maxPendingHandshakes', '12', 12],
     ['webhookUrl', 'https://hooks.example.com/in', 'https://hooks.example.com/in'],
     ['webhookSecretFile', '/etc/portcullis/webhook-secret', '/etc/portcullis/webhook-secret'],
+    ['redisKeyPrefix', 'eu-1:{gateway}:', 'eu-1:{gateway}:'],
   ];
   for (const [option, text, expected] of limitInputs) {
     test(`${option} comes from its flag and variable`, () => {

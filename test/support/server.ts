@@ -104,8 +104,27 @@ export interface CliResult {
 
 /** Runs the real `portcullis` CLI with `--data-dir`, optionally writing `input` to its standard input. */
 export function runCli(dataDir: string, args: string[], input?: string): Promise<CliResult> {
+  return spawnCli([...args, '--data-dir', dataDir], null, input);
+}
+
+/**
+ * Runs the real CLI with a test server's data directory and database, as an operator would on that
+ * node. The database URL goes through `PORTCULLIS_DATABASE_URL`, where a password belongs.
+ */
+export function runServerCli(server: TestServer, args: string[], input?: string): Promise<CliResult> {
+  return spawnCli([...args, '--data-dir', server.dataDir], server.options.databaseUrl, input);
+}
+
+function spawnCli(args: string[], databaseUrl: string | null, input?: string): Promise<CliResult> {
+  // Set or removed explicitly, so that a URL in the developer's environment cannot redirect the CLI.
+  const env = { ...process.env };
+  delete env.PORTCULLIS_DATABASE_URL;
+  if (databaseUrl !== null) {
+    env.PORTCULLIS_DATABASE_URL = databaseUrl;
+  }
+
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cliPath, ...args, '--data-dir', dataDir], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [cliPath, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk) => { stdout += chunk; });
@@ -118,7 +137,7 @@ export function runCli(dataDir: string, args: string[], input?: string): Promise
 
 /** Registers a device with a client secret through the CLI and returns its credentials; `extraArgs` such as `['--owner', 'alice']`. */
 export async function addDevice(server: TestServer, clientId: string, extraArgs: string[] = []): Promise<{ client_id: string; client_secret: string }> {
-  const result = await runCli(server.dataDir, ['devices', 'add', clientId, ...extraArgs]);
+  const result = await runServerCli(server, ['devices', 'add', clientId, ...extraArgs]);
   if (result.code !== 0) {
     throw new Error(`devices add failed: ${result.stderr}`);
   }
@@ -127,7 +146,7 @@ export async function addDevice(server: TestServer, clientId: string, extraArgs:
 
 /** Adds a user through the CLI with the password on standard input. */
 export async function addUser(server: TestServer, username: string, password: string): Promise<void> {
-  const result = await runCli(server.dataDir, ['users', 'add', username, '--password-stdin'], `${password}\n`);
+  const result = await runServerCli(server, ['users', 'add', username, '--password-stdin'], `${password}\n`);
   if (result.code !== 0) {
     throw new Error(`users add failed: ${result.stderr}`);
   }
