@@ -1,6 +1,7 @@
 import fs from 'node:fs';
+import { after, before } from 'node:test';
 
-import type { StoreLocation } from '../../src/store/database.ts';
+import { openStore, type Store, type StoreLocation } from '../../src/store/database.ts';
 import { createTestSchema } from './postgres.ts';
 import { temporaryDataDir } from './server.ts';
 
@@ -44,3 +45,26 @@ export const storeBackends: readonly StoreBackend[] = [
     },
   },
 ];
+
+/** The store one describe block opens on a fresh database, and where that database is. */
+export interface OpenedStore {
+  store: Store;
+  target: TestStoreLocation;
+}
+
+/**
+ * Registers hooks on the enclosing describe block that open a store on a fresh database of `backend`
+ * before its tests and drop both afterwards. The returned object is filled in by the time tests run.
+ */
+export function useFreshStore(backend: StoreBackend): OpenedStore {
+  const opened = {} as OpenedStore;
+  before(async () => {
+    opened.target = await backend.createLocation();
+    opened.store = await openStore(opened.target.location);
+  });
+  after(async () => {
+    await opened.store?.destroy();
+    await opened.target?.remove();
+  });
+  return opened;
+}
