@@ -17,13 +17,14 @@ import { ChannelBroker } from './channels/broker.ts';
 import { startCluster } from './cluster/cluster.ts';
 import { publishAsOperator } from './channels/publish.ts';
 import { createWebhookDispatcher } from './channels/webhook.ts';
-import { closeCodes, errorBody, PortcullisError } from './errors.ts';
+import { errorBody, PortcullisError } from './errors.ts';
 import { startAdminSocket } from './gateway/admin-socket.ts';
 import { buildHandshakeChecks } from './gateway/guard/index.ts';
 import { findRevocation } from './gateway/guard/revocation.ts';
 import { ConnectionRegistry } from './gateway/registry.ts';
 import { RevocationService } from './gateway/revocations.ts';
 import { createTokenVerifier } from './gateway/token-verifier.ts';
+import { closeForShutdown } from './gateway/shutdown.ts';
 import { createUpgradeHandler } from './gateway/upgrade.ts';
 import { pathWithoutQuery } from './log/logger.ts';
 import { pruneBrowserSessions } from './store/browser-sessions.ts';
@@ -258,10 +259,10 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
         adminSocket.closeAllConnections();
         await adminClosed;
       }
-      for (const client of upgrade.websocketServer.clients) {
-        client.close(closeCodes.goingAway, 'server shutting down');
-      }
+      // Stop accepting first, so no client reconnects to this node while it says goodbye.
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      const goodbyes = closeForShutdown(upgrade.websocketServer.clients, options.drainWindowMs);
+      logger.info({ event: 'server.draining', connections: goodbyes, drain_window_ms: options.drainWindowMs }, 'closing connections with spread reconnect hints');
       server.closeAllConnections();
       await app.close();
       await closed;

@@ -42,6 +42,7 @@ export const optionSources: readonly OptionSource[] = [
   { option: 'maxPendingHandshakes', flag: 'max-pending-handshakes', env: 'PORTCULLIS_MAX_PENDING_HANDSHAKES' },
   { option: 'webhookUrl', flag: 'webhook-url', env: 'PORTCULLIS_WEBHOOK_URL' },
   { option: 'webhookSecretFile', flag: 'webhook-secret-file', env: 'PORTCULLIS_WEBHOOK_SECRET_FILE' },
+  { option: 'drainWindowMs', flag: 'drain-window', env: 'PORTCULLIS_DRAIN_WINDOW' },
   { option: 'logLevel', flag: 'log-level', env: 'PORTCULLIS_LOG_LEVEL' },
 ];
 

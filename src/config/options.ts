@@ -63,6 +63,8 @@ export interface Options {
   webhookUrl: string | null;
   /** File holding the webhook HMAC secret; without it one is generated in the data dir. */
   webhookSecretFile: string | null;
+  /** Window over which the reconnect hints of a shutdown are spread, in milliseconds. Default 10000. */
+  drainWindowMs: number;
   /** pino log level. Default `info`. */
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
@@ -99,6 +101,7 @@ export const defaultOptions: Readonly<Options> = Object.freeze({
   maxPendingHandshakes: 256,
   webhookUrl: null,
   webhookSecretFile: null,
+  drainWindowMs: 10_000,
   logLevel: 'info',
 });
 
@@ -270,6 +273,7 @@ export function validateOptions(input: Record<string, unknown>): Readonly<Option
     maxPendingHandshakes: requireInteger('maxPendingHandshakes (--max-pending-handshakes)', merged.maxPendingHandshakes, 1, 100_000),
     webhookUrl: merged.webhookUrl === null ? null : requireWebhookUrl('webhookUrl (--webhook-url)', merged.webhookUrl),
     webhookSecretFile: merged.webhookSecretFile === null ? null : requireString('webhookSecretFile (--webhook-secret-file)', merged.webhookSecretFile),
+    drainWindowMs: requireInteger('drainWindowMs (--drain-window)', merged.drainWindowMs, 0, 600_000),
     logLevel: logLevel as Options['logLevel'],
   });
 }
