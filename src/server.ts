@@ -259,7 +259,7 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
         adminSocket.closeAllConnections();
         await adminClosed;
       }
-      // Stop accepting first, so no client reconnects to this node while it says goodbye.
+      // Stop accepting first, so no client reconnects to this node while its connections are closed.
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       const goodbyes = closeForShutdown(upgrade.websocketServer.clients, options.drainWindowMs);
       logger.info({ event: 'server.draining', connections: goodbyes, drain_window_ms: options.drainWindowMs }, 'closing connections with spread reconnect hints');

@@ -26,15 +26,15 @@ export function isChannelScope(scope: string): boolean {
 }
 
 /**
- * Replaces the segments `{client_id}` and `{sub}` with the token's own values. A value that is not
- * a valid channel segment (an upper-case letter, a dot, a slash) would change the pattern's shape,
- * and a placeholder inside a segment would let one client reach another's channels (`{client_id}-x`
- * for client `a` is client `a-x`'s name), so such a scope grants nothing.
+ * Replaces the segments `{client_id}` and `{sub}` with the token's own values, or returns null when
+ * the scope must grant nothing. A value that is not a valid channel segment (an upper-case letter, a
+ * dot, a slash) would change the pattern's shape. A placeholder inside a segment would let one client
+ * reach another's channels, because `{client_id}-x` for client `a` is the name of client `a-x`.
  */
 function substitute(pattern: string, identity: ScopeIdentity): string | null {
   const segments: string[] = [];
   for (const segment of pattern.split('/')) {
-    const value = segment === '{client_id}' ? identity.clientId : segment === '{sub}' ? identity.sub : null;
+    const value = placeholderValue(segment, identity);
     if (value !== null && !isChannelSegment(value)) {
       return null;
     }
@@ -44,6 +44,17 @@ function substitute(pattern: string, identity: ScopeIdentity): string | null {
     segments.push(value ?? segment);
   }
   return segments.join('/');
+}
+
+/** Returns the token value that a whole-segment placeholder stands for, or null for any other segment. */
+function placeholderValue(segment: string, identity: ScopeIdentity): string | null {
+  if (segment === '{client_id}') {
+    return identity.clientId;
+  }
+  if (segment === '{sub}') {
+    return identity.sub;
+  }
+  return null;
 }
 
 /** Reads the channel permissions of a space-separated `scope` claim; unknown or malformed values grant nothing. */

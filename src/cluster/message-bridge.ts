@@ -39,8 +39,10 @@ type Received = { node: string; message: ChannelMessage } | { problem: ErrorCode
  * another node passes the checks of a local publish (size, channel name, data depth) and then goes to
  * the local subscribers through `ChannelBroker.deliverLocally`, which does not forward it again.
  *
- * Delivery across nodes is at most once. A message published while Redis is unavailable reaches only
- * this node's subscribers. It is counted in `undelivered` and never replayed.
+ * Redis pub/sub hands each envelope to the nodes subscribed at that moment, and this bridge queues
+ * nothing while disconnected, so delivery across nodes is at most once. A message published while
+ * Redis is unavailable reaches only this node's subscribers; it is counted in `undelivered` and
+ * never replayed.
  */
 export class MessageBridge {
   private undeliveredCount = 0;

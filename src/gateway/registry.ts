@@ -208,7 +208,7 @@ export class ConnectionRegistry {
    * Takes one of `limit` connection slots for an owner, or returns null when all are taken. It is
    * synchronous, so two handshakes that finish their checks together cannot both take the last slot.
    * The caller releases the slot when the socket closes. Slots are counted apart from `add` and
-   * `remove`, because a connection removed at revocation or expiry still holds its socket until the
+   * `remove`, because a connection removed at revocation or expiry keeps its socket open until the
    * close completes.
    */
   reserveSlot(owner: ConnectionOwner, limit: number): ConnectionSlot | null {

@@ -1,6 +1,6 @@
-// Which channel scopes the auth server puts into tokens: a device's registered scopes, the subset a
-// request names, a user's scopes from the devices they own, and the narrowing that a browser session
-// refresh applies to an open connection once a device is gone.
+// The channel scopes the auth server puts into tokens: a device's registered scopes, the subset a
+// request names, and a user's scopes from the devices they own. The last tests cover what happens to
+// an open browser connection and a new handshake once an owned device is removed.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 

@@ -207,7 +207,7 @@ describe('channel protocol', () => {
       assert.equal(device.isOpen, true);
       assert.deepEqual(await exchange(device, { type: 'subscribe', id: 'ok-1', channel: 'devices/sensor-a/commands' }), { type: 'subscribed', id: 'ok-1', channel: 'devices/sensor-a/commands' });
       assert.deepEqual(await exchange(device, { type: 'publish', id: 'ok-2', channel: 'devices/sensor-a/telemetry', data: 'allowed' }), { type: 'published', id: 'ok-2', channel: 'devices/sensor-a/telemetry' });
-      // The refused publishes were not delivered, so the allowed one is the first message the backend sees.
+      // The refused publishes were not delivered, so the allowed one is the first message the backend receives.
       const first = await watcher.nextFrame();
       assert.equal(first.channel, 'devices/sensor-a/telemetry');
       assert.equal(first.data, 'allowed');

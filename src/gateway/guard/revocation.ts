@@ -62,19 +62,24 @@ const ownedDeviceScopePattern = /^subscribe:devices\/([a-z0-9_-]+)\/#$/;
  */
 export async function withoutLostDevices(store: Store, verified: VerifiedToken): Promise<VerifiedToken> {
   const scopes = verified.scope.split(' ').filter(Boolean);
-  const kept: string[] = [];
-  for (const scope of scopes) {
-    const clientId = ownedDeviceScopePattern.exec(scope)?.[1];
-    if (clientId === undefined) {
-      kept.push(scope);
-      continue;
-    }
-    const device = await findDevice(store, clientId);
-    const issuedAt = typeof verified.payload.iat === 'number' ? verified.payload.iat : 0;
-    if (device && device.owner === verified.sub && device.created_at <= issuedAt) {
-      kept.push(scope);
-    }
+  const ownedIds = scopes.map((scope) => ownedDeviceScopePattern.exec(scope)?.[1]).filter((id): id is string => id !== undefined);
+  if (ownedIds.length === 0) {
+    return verified;
   }
+
+  // One query for every owned device, because this runs on each browser handshake.
+  const issuedAt = typeof verified.payload.iat === 'number' ? verified.payload.iat : 0;
+  const current = await store.selectFrom('devices').select('client_id')
+    .where('client_id', 'in', ownedIds)
+    .where('owner', '=', verified.sub)
+    .where('created_at', '<=', issuedAt)
+    .execute();
+  const stillOwned = new Set(current.map((device) => device.client_id));
+
+  const kept = scopes.filter((scope) => {
+    const clientId = ownedDeviceScopePattern.exec(scope)?.[1];
+    return clientId === undefined || stillOwned.has(clientId);
+  });
   return kept.length === scopes.length ? verified : { ...verified, scope: kept.join(' ') };
 }
 

@@ -16,7 +16,7 @@ export const tokenInUrlCheck: HandshakeCheck = {
   },
 };
 
-/** Tells whether a URL's query or path holds a credential parameter or a JWT-like value. */
+/** Tells whether a URL's query or path contains a credential parameter or a JWT-like value. */
 export function urlCarriesCredentials(url: URL): boolean {
   for (const [name, value] of url.searchParams) {
     if (credentialParameterNames.has(name.toLowerCase()) || jwtLikePattern.test(value) || jwtLikePattern.test(name)) {

@@ -14,16 +14,15 @@ unexpected frame, close or timeout raises, prints a traceback on stderr and exit
 
 import argparse
 import asyncio
-import base64
 import json
 import os
-import ssl
-import urllib.parse
-import urllib.request
 
 import websockets
 
-TIMEOUT_SECONDS = 10
+# The OAuth helpers are shared with the other device client in this folder, which the script's own
+# folder on sys.path makes importable.
+from device_client import TIMEOUT_SECONDS, request_token, trusting_context
+
 # The test sends the command only after a browser has received all the telemetry, which takes longer.
 COMMAND_TIMEOUT_SECONDS = 60
 
@@ -35,33 +34,6 @@ def parse_args():
     parser.add_argument("--client-id", required=True, help="client id of the registered device")
     parser.add_argument("--count", type=int, required=True, help="number of telemetry messages to publish")
     return parser.parse_args()
-
-
-def trusting_context(ca_file):
-    """Build a TLS context that trusts only the given CA and checks the host name."""
-    context = ssl.create_default_context(cafile=ca_file)
-    context.check_hostname = True
-    context.verify_mode = ssl.CERT_REQUIRED
-    return context
-
-
-def request_token(base_url, context, client_id, client_secret):
-    """Request a client_credentials token with client_secret_basic (RFC 6749 section 2.3.1)."""
-    # RFC 6749 section 2.3.1 form-encodes the id and secret before joining them.
-    pair = f"{urllib.parse.quote(client_id, safe='')}:{urllib.parse.quote(client_secret, safe='')}"
-    request = urllib.request.Request(
-        f"{base_url}/oauth/token",
-        data=urllib.parse.urlencode({"grant_type": "client_credentials"}).encode("ascii"),
-        headers={
-            "Authorization": "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii"),
-            "Content-Type": "application/x-www-form-urlencoded",
-        },
-        method="POST",
-    )
-    # An empty ProxyHandler ignores any *_proxy environment variable, so the request stays on loopback.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context))
-    with opener.open(request, timeout=TIMEOUT_SECONDS) as response:
-        return json.loads(response.read())["access_token"]
 
 
 class FrameReader:
@@ -132,7 +104,10 @@ async def main():
     args = parse_args()
     client_secret = os.environ["PORTCULLIS_CLIENT_SECRET"]
     context = trusting_context(args.ca_file)
-    access_token = request_token(f"https://localhost:{args.port}", context, args.client_id, client_secret)
+    status, body = request_token(f"https://localhost:{args.port}", context, args.client_id, client_secret)
+    if status != 200:
+        raise SystemExit(f"token request failed with status {status}")
+    access_token = body["access_token"]
     result = await run_device(f"wss://localhost:{args.port}/ws", context, args.client_id, access_token, args.count)
     print(json.dumps(result))
 
