@@ -41,7 +41,7 @@ type Received = { node: string; message: ChannelMessage } | { problem: ErrorCode
  *
  * Redis pub/sub hands each envelope to the nodes subscribed at that moment, and this bridge queues
  * nothing while disconnected, so delivery across nodes is at most once. A message published while
- * Redis is unavailable reaches only this node's subscribers; it is counted in `undelivered` and
+ * Redis is unavailable reaches only this node's subscribers. It is counted in `undelivered` and is
  * never replayed.
  */
 export class MessageBridge {
