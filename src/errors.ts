@@ -29,6 +29,7 @@ export const errorCatalogue = {
   too_many_connections: { status: 429, description: 'This client or user already holds the maximum number of open connections.' },
   rate_limited: { status: 429, description: 'Too many requests or messages; slow down and retry later.' },
   server_busy: { status: 503, description: 'The gateway is handling too many handshakes; retry later.' },
+  temporarily_unavailable: { status: 503, description: 'A service this request depends on is unreachable; retry later.' },
   forbidden: { status: 403, description: 'The token does not grant this action on this channel.' },
   invalid_channel: { status: 400, description: 'The channel name or pattern is not valid: lower-case [a-z0-9_-] segments separated by /, at most 8 segments and 200 bytes.' },
   invalid_json: { status: 400, description: 'The frame is not valid JSON.' },
