@@ -23,7 +23,8 @@ import { buildHandshakeChecks } from './gateway/guard/index.ts';
 import { findRevocation } from './gateway/guard/revocation.ts';
 import { ConnectionRegistry } from './gateway/registry.ts';
 import { RevocationService } from './gateway/revocations.ts';
-import { createTokenVerifier } from './gateway/token-verifier.ts';
+import { buildTokenTrust } from './gateway/token-trust.ts';
+import { rejectUpgrade } from './gateway/reject.ts';
 import { closeForShutdown } from './gateway/shutdown.ts';
 import { createUpgradeHandler } from './gateway/upgrade.ts';
 import { pathWithoutQuery } from './log/logger.ts';
@@ -37,6 +38,7 @@ import { loadTlsMaterial } from './tls/dev-ca.ts';
 import fs from 'node:fs';
 import { createBffClient } from './web/bff-client.ts';
 import type { WebContext } from './web/context.ts';
+import type { VerifiedToken } from './gateway/token-verifier.ts';
 import { createLocalFetch } from './web/local-fetch.ts';
 import { applySecurityHeaders } from './web/security-headers.ts';
 import { registerHealthRoutes } from './web/health-routes.ts';
@@ -85,8 +87,14 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
     loadOrCreateSecret(store, 'state_key'),
     loadOrCreateSecret(store, 'gateway_client_secret'),
   ]);
+  const servesAuth = options.role !== 'gateway';
+  const servesGateway = options.role !== 'auth';
   const keyRing = new SigningKeyRing(store, options.accessTokenTtlSeconds + options.clockLeewaySeconds, logger);
-  await keyRing.reload();
+  // A gateway that trusts an external issuer has no use for the built-in keys.
+  const usesLocalKeys = options.issuer === null;
+  if (usesLocalKeys) {
+    await keyRing.reload();
+  }
 
   const registry = new ConnectionRegistry({ logger, expiryWarningSeconds: options.expiryWarningSeconds });
   const broker = new ChannelBroker();
@@ -108,18 +116,20 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
     gatewayClientSecret,
     onGrantRevoked: (grantId) => revocations.revokeGrant(grantId, 'auth_server', options.accessTokenTtlSeconds + options.clockLeewaySeconds),
   });
-  const auth = { provider: buildAuthServer() };
-  let providerCallback = auth.provider.callback();
+  const auth = servesAuth ? { provider: buildAuthServer() } : null;
+  let providerCallback = auth?.provider.callback() ?? null;
   keyRing.onChange(() => {
-    auth.provider = buildAuthServer();
-    providerCallback = auth.provider.callback();
+    if (auth) {
+      auth.provider = buildAuthServer();
+      providerCallback = auth.provider.callback();
+    }
   });
 
-  const audience = gatewayAudience(options);
-  const verifierOptions = { issuer: options.publicUrl, audience, keys: () => keyRing.current(), clockLeewaySeconds: options.clockLeewaySeconds };
-  const verifyToken = createTokenVerifier(verifierOptions);
+  const trust = buildTokenTrust(options, () => keyRing.current(), logger);
+  const verifyToken = trust.verifyToken;
   // The browser drops the cookie at expiry anyway, so a short grace covers clock skew and slow requests.
-  const verifyExpiredSessionToken = createTokenVerifier({ ...verifierOptions, clockLeewaySeconds: options.clockLeewaySeconds + sessionGraceSeconds });
+  const verifyExpiredSessionToken = trust.verifyWithGrace(sessionGraceSeconds);
+  const findRevocationOf = (kind: 'browser' | 'device', token: VerifiedToken) => findRevocation(store, kind, token, { deviceRegistry: trust.builtInIssuer });
 
   let server!: https.Server;
   const app = Fastify({
@@ -141,7 +151,7 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
       }, (request, response) => {
         handleRequest(request, response, () => {
           const path = pathWithoutQuery(request.url);
-          if (path.startsWith('/oauth/') || path.startsWith('/.well-known/')) {
+          if (providerCallback && (path.startsWith('/oauth/') || path.startsWith('/.well-known/'))) {
             providerCallback(request, response);
             return;
           }
@@ -187,16 +197,17 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
     throttle: new LoginThrottle(),
     csrfKey,
     stateKey,
-    gatewayAudience: audience,
+    gatewayAudience: gatewayAudience(options),
     registry,
     revocations,
     broker,
     clusterStatus: cluster ? () => cluster.status() : null,
+    readinessProbes: trust.builtInIssuer ? {} : { jwks: () => trust.issuerKeys.probe() },
   };
-  await configureRoutes(app, context);
+  await configureRoutes(app, context, { servesAuth, servesGateway });
 
   const upgrade = createUpgradeHandler({
-    checks: buildHandshakeChecks({ store, verifyToken, gatewayClientId, csrfKey, allowedOrigins: options.allowedOrigins, trustedProxies: options.trustedProxies }),
+    checks: buildHandshakeChecks({ store, verifyToken, builtInIssuer: trust.builtInIssuer, gatewayClientId, csrfKey, allowedOrigins: options.allowedOrigins, trustedProxies: options.trustedProxies }),
     logger,
     maxPayloadBytes: options.maxPayloadBytes,
     limits: options,
@@ -210,12 +221,14 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
       broker,
       registry,
       verifyToken,
-      findRevocation: (kind, token) => findRevocation(store, kind, token),
+      findRevocation: findRevocationOf,
       onClientPublish: webhook?.enqueue,
     },
   });
   await app.ready();
-  attachServerListeners(server, upgrade.listener, logger);
+  // An auth-only process answers every upgrade like any other unknown resource.
+  const upgradeListener = servesGateway ? upgrade.listener : (_request: IncomingMessage, socket: Duplex) => rejectUpgrade(socket, 'not_found');
+  attachServerListeners(server, upgradeListener, logger);
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -233,12 +246,14 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
   }, pruneIntervalMs);
   pruneTimer.unref();
   const keyPollTimer = setInterval(() => {
-    keyRing.reload().catch((error) => logger.error({ event: 'key.reload_failed', err: error }, 'reloading signing keys failed'));
+    if (usesLocalKeys) {
+      keyRing.reload().catch((error) => logger.error({ event: 'key.reload_failed', err: error }, 'reloading signing keys failed'));
+    }
   }, keyPollIntervalMs);
   keyPollTimer.unref();
 
   const host = options.host.includes(':') ? `[${options.host}]` : options.host;
-  logger.info({ event: 'server.started', listen: `https://${host}:${port}`, public_url: options.publicUrl }, 'server started');
+  logger.info({ event: 'server.started', role: options.role, listen: `https://${host}:${port}`, public_url: options.publicUrl, issuer: options.issuer ?? options.publicUrl }, 'server started');
 
   return {
     listenUrl: `https://${host}:${port}`,
@@ -274,7 +289,7 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
   };
 }
 
-async function configureRoutes(app: FastifyInstance, context: WebContext): Promise<void> {
+async function configureRoutes(app: FastifyInstance, context: WebContext, role: { servesAuth: boolean; servesGateway: boolean }): Promise<void> {
   await app.register(formbody, { bodyLimit: 16 * 1024 });
 
   app.setErrorHandler((error, _request, reply) => {
@@ -296,11 +311,15 @@ async function configureRoutes(app: FastifyInstance, context: WebContext): Promi
   });
   app.setNotFoundHandler((_request, reply) => reply.code(404).send(errorBody('not_found')));
 
-  await registerStaticRoutes(app);
-  registerHealthRoutes(app, context.clusterStatus);
-  registerSessionRoutes(app, context);
-  registerPublishRoute(app, context);
-  registerInteractionRoutes(app, context);
+  registerHealthRoutes(app, context);
+  if (role.servesAuth) {
+    await registerStaticRoutes(app);
+    registerSessionRoutes(app, context);
+    registerInteractionRoutes(app, context);
+  }
+  if (role.servesGateway) {
+    registerPublishRoute(app, context);
+  }
 }
 
 function attachServerListeners(server: https.Server, upgradeListener: (request: IncomingMessage, socket: import('node:stream').Duplex, head: Buffer) => void, logger: Logger): void {

@@ -80,9 +80,13 @@ function requiresPassword(details: Awaited<ReturnType<Provider['interactionDetai
 
 /** Registers the login and consent steps of oidc-provider's interactions under `/interaction/:uid`. */
 export function registerInteractionRoutes(app: FastifyInstance, context: WebContext): void {
+  const auth = context.auth;
+  if (!auth) {
+    throw new Error('the interaction routes need the built-in auth server (--role all or auth)');
+  }
   const loadDetails = async (request: FastifyRequest, reply: FastifyReply) => {
     try {
-      return await context.auth.provider.interactionDetails(request.raw, reply.raw);
+      return await auth.provider.interactionDetails(request.raw, reply.raw);
     } catch {
       return null;
     }
@@ -103,7 +107,7 @@ export function registerInteractionRoutes(app: FastifyInstance, context: WebCont
     if (!accountId) {
       return reply.code(400).send(errorBody('login_state_invalid'));
     }
-    const { provider } = context.auth;
+    const { provider } = auth;
     const grantId = await grantFor(provider, details, accountId);
     reply.hijack();
     await provider.interactionFinished(request.raw, reply.raw, { consent: { grantId } }, { mergeWithLastSubmission: true });
@@ -150,7 +154,7 @@ export function registerInteractionRoutes(app: FastifyInstance, context: WebCont
 
     context.throttle.recordSuccess(attempt);
     context.logger.info({ event: 'login.succeeded', username, ip: request.ip }, 'login succeeded');
-    const { provider } = context.auth;
+    const { provider } = auth;
     const grantId = await grantFor(provider, details, user.username);
     reply.hijack();
     await provider.interactionFinished(request.raw, reply.raw, {

@@ -3,9 +3,10 @@ import { createLogger } from '../log/logger.ts';
 import { startServer } from '../server.ts';
 
 /** Usage of `portcullis start`. */
-export const startUsage = `portcullis start [--host ADDRESS] [--port PORT] [--public-url URL] [--data-dir DIR]
+export const startUsage = `portcullis start [--role all|auth|gateway] [--host ADDRESS] [--port PORT] [--public-url URL] [--data-dir DIR]
                  [--tls-cert FILE --tls-key FILE] [--allowed-origin ORIGIN]... [--trusted-proxy ADDRESS]...
                  [--database-url postgres://...] [--redis-url redis://...] [--webhook-url URL]
+                 [--issuer URL --audience AUDIENCE [--jwks-url URL] [--token-algorithm ALG]...]
                  [--log-level LEVEL] [--config FILE]
                  (every option in docs/configuration.md has a flag, such as --message-rate or --max-payload)`;
 
@@ -18,13 +19,19 @@ export async function runStart(argv: string[]): Promise<void> {
   const server = await startServer(options, logger);
 
   const banner = [
-    'Portcullis is running.',
+    `Portcullis is running (role ${options.role}).`,
     `  Public URL:   ${options.publicUrl}/`,
-    `  WebSocket:    ${options.publicUrl.replace(/^https:/, 'wss:')}/ws`,
-    `  Discovery:    ${options.publicUrl}/.well-known/oauth-authorization-server`,
-    `  Listening on: ${server.listenUrl}`,
-    `  Data dir:     ${options.dataDir}`,
   ];
+  if (options.role !== 'auth') {
+    banner.push(`  WebSocket:    ${options.publicUrl.replace(/^https:/, 'wss:')}/ws`);
+  }
+  if (options.role !== 'gateway') {
+    banner.push(`  Discovery:    ${options.publicUrl}/.well-known/oauth-authorization-server`);
+  }
+  if (options.issuer) {
+    banner.push(`  Issuer:       ${options.issuer} (audience ${options.audience})`);
+  }
+  banner.push(`  Listening on: ${server.listenUrl}`, `  Data dir:     ${options.dataDir}`);
   if (server.caFile) {
     banner.push(`  CA cert:      ${server.caFile} (trust it in clients, e.g. NODE_EXTRA_CA_CERTS or ssl_context.load_verify_locations)`);
   }

@@ -12,6 +12,7 @@ interface OptionSource {
 
 /** Flag and environment variable of each option, besides `--config FILE`. */
 export const optionSources: readonly OptionSource[] = [
+  { option: 'role', flag: 'role', env: 'PORTCULLIS_ROLE' },
   { option: 'host', flag: 'host', env: 'PORTCULLIS_HOST' },
   { option: 'port', flag: 'port', env: 'PORTCULLIS_PORT' },
   { option: 'publicUrl', flag: 'public-url', env: 'PORTCULLIS_PUBLIC_URL' },
@@ -43,6 +44,14 @@ export const optionSources: readonly OptionSource[] = [
   { option: 'webhookUrl', flag: 'webhook-url', env: 'PORTCULLIS_WEBHOOK_URL' },
   { option: 'webhookSecretFile', flag: 'webhook-secret-file', env: 'PORTCULLIS_WEBHOOK_SECRET_FILE' },
   { option: 'drainWindowMs', flag: 'drain-window', env: 'PORTCULLIS_DRAIN_WINDOW' },
+  { option: 'issuer', flag: 'issuer', env: 'PORTCULLIS_ISSUER' },
+  { option: 'jwksUrl', flag: 'jwks-url', env: 'PORTCULLIS_JWKS_URL' },
+  { option: 'issuerCaFile', flag: 'issuer-ca', env: 'PORTCULLIS_ISSUER_CA' },
+  { option: 'audience', flag: 'audience', env: 'PORTCULLIS_AUDIENCE' },
+  { option: 'tokenAlgorithms', flag: 'token-algorithm', env: 'PORTCULLIS_TOKEN_ALGORITHMS', list: true },
+  { option: 'acceptJwtType', flag: 'accept-jwt-type', env: 'PORTCULLIS_ACCEPT_JWT_TYPE' },
+  { option: 'clientIdClaim', flag: 'client-id-claim', env: 'PORTCULLIS_CLIENT_ID_CLAIM' },
+  { option: 'scopeClaim', flag: 'scope-claim', env: 'PORTCULLIS_SCOPE_CLAIM' },
   { option: 'logLevel', flag: 'log-level', env: 'PORTCULLIS_LOG_LEVEL' },
 ];
 

@@ -1,8 +1,16 @@
 import net from 'node:net';
 import path from 'node:path';
 
+/** Signature algorithms a gateway may accept from an external issuer; the built-in auth server signs with ES256. */
+export const supportedAlgorithms = ['ES256', 'EdDSA', 'RS256', 'PS256'] as const;
+
+/** What a process serves: everything, only the auth server, or only the WebSocket gateway. */
+export type Role = 'all' | 'auth' | 'gateway';
+
 /** Start-up options of a Portcullis server, after defaults are applied and validated. */
 export interface Options {
+  /** `all` serves the auth server and the gateway; `auth` and `gateway` split them across processes. Default `all`. */
+  role: Role;
   /** Listen address. Default `127.0.0.1`. */
   host: string;
   /** Listen port. Default `8443`. */
@@ -65,12 +73,29 @@ export interface Options {
   webhookSecretFile: string | null;
   /** Window over which the reconnect hints of a shutdown are spread, in milliseconds. Default 10000. */
   drainWindowMs: number;
+  /** External issuer whose access tokens a `gateway` accepts instead of the built-in auth server's. Default none. */
+  issuer: string | null;
+  /** JWKS URL of the external issuer; default: `jwks_uri` from its metadata. */
+  jwksUrl: string | null;
+  /** PEM file of CAs trusted for the issuer's metadata and JWKS, besides the system store. Default none. */
+  issuerCaFile: string | null;
+  /** Audience an external issuer's tokens must carry. Required with `issuer`. */
+  audience: string | null;
+  /** Signature algorithms accepted from an external issuer. Default ES256, EdDSA, RS256, PS256. */
+  tokenAlgorithms: string[];
+  /** Accept `typ: JWT` as well as `at+jwt` from an external issuer. Default false. */
+  acceptJwtType: boolean;
+  /** Claim of an external issuer's token that holds the client id. Default `client_id`. */
+  clientIdClaim: string;
+  /** Claim of an external issuer's token that holds the scopes (string or array). Default `scope`. */
+  scopeClaim: string;
   /** pino log level. Default `info`. */
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
 
 /** Default values of every option; `allowedOrigins` empty means "the public origin". */
 export const defaultOptions: Readonly<Options> = Object.freeze({
+  role: 'all',
   host: '127.0.0.1',
   port: 8443,
   publicUrl: 'https://localhost:8443',
@@ -102,6 +127,14 @@ export const defaultOptions: Readonly<Options> = Object.freeze({
   webhookUrl: null,
   webhookSecretFile: null,
   drainWindowMs: 10_000,
+  issuer: null,
+  jwksUrl: null,
+  issuerCaFile: null,
+  audience: null,
+  tokenAlgorithms: [...supportedAlgorithms],
+  acceptJwtType: false,
+  clientIdClaim: 'client_id',
+  scopeClaim: 'scope',
   logLevel: 'info',
 });
 
@@ -217,6 +250,68 @@ export function normalizeOrigin(name: string, value: string): string {
   return url.origin;
 }
 
+/** Accepts an https:// URL without credentials or fragment, kept exactly as given (issuers compare as strings). */
+function requireHttpsUrl(name: string, value: unknown): string {
+  const text = requireString(name, value);
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new OptionsError(`${name} must be an absolute https:// URL, got ${JSON.stringify(text)}.`);
+  }
+  if (url.protocol !== 'https:' || url.username || url.password || url.hash) {
+    throw new OptionsError(`${name} must be an https:// URL without credentials or fragment, got ${JSON.stringify(text)}.`);
+  }
+  return text;
+}
+
+type IssuerTrust = Pick<Options, 'issuer' | 'jwksUrl' | 'issuerCaFile' | 'audience' | 'tokenAlgorithms' | 'acceptJwtType' | 'clientIdClaim' | 'scopeClaim'>;
+
+/** Checks the options that make a gateway trust an external issuer; they only make sense together. */
+function validateIssuerTrust(merged: Record<string, unknown>, role: Role): IssuerTrust {
+  const issuer = merged.issuer === null ? null : requireHttpsUrl('issuer (--issuer)', merged.issuer);
+  const audience = merged.audience === null ? null : requireString('audience (--audience)', merged.audience);
+  const algorithms = requireStringList('tokenAlgorithms (--token-algorithm)', merged.tokenAlgorithms);
+  const unsupported = algorithms.filter((algorithm) => !(supportedAlgorithms as readonly string[]).includes(algorithm));
+  if (unsupported.length > 0 || algorithms.length === 0) {
+    throw new OptionsError(`tokenAlgorithms (--token-algorithm) accepts only ${supportedAlgorithms.join(', ')}; ${JSON.stringify(unsupported)} is not allowed (never none or an HMAC algorithm).`);
+  }
+  const claimName = (name: string, value: unknown) => {
+    const text = requireString(name, value);
+    if (!/^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$/.test(text)) {
+      throw new OptionsError(`${name} must be a claim name such as client_id or azp, got ${JSON.stringify(text)}.`);
+    }
+    return text;
+  };
+
+  const trust: IssuerTrust = {
+    issuer,
+    jwksUrl: merged.jwksUrl === null ? null : requireHttpsUrl('jwksUrl (--jwks-url)', merged.jwksUrl),
+    issuerCaFile: merged.issuerCaFile === null ? null : requireString('issuerCaFile (--issuer-ca)', merged.issuerCaFile),
+    audience,
+    tokenAlgorithms: Object.freeze([...new Set(algorithms)]) as string[],
+    acceptJwtType: requireBoolean('acceptJwtType (--accept-jwt-type)', merged.acceptJwtType),
+    clientIdClaim: claimName('clientIdClaim (--client-id-claim)', merged.clientIdClaim),
+    scopeClaim: claimName('scopeClaim (--scope-claim)', merged.scopeClaim),
+  };
+
+  if (issuer === null) {
+    const external = (['jwksUrl', 'issuerCaFile', 'audience', 'tokenAlgorithms', 'acceptJwtType', 'clientIdClaim', 'scopeClaim'] as const)
+      .filter((key) => JSON.stringify(trust[key]) !== JSON.stringify(defaultOptions[key]));
+    if (external.length > 0) {
+      throw new OptionsError(`${external.join(', ')} only apply with issuer (--issuer), which names an external token issuer.`);
+    }
+    return trust;
+  }
+  if (role !== 'gateway') {
+    throw new OptionsError('issuer (--issuer) needs role (--role) gateway: a process that runs the built-in auth server accepts only its own tokens.');
+  }
+  if (audience === null) {
+    throw new OptionsError('audience (--audience) is required with issuer (--issuer): name the audience your issuer puts in tokens meant for this gateway.');
+  }
+  return trust;
+}
+
 /** Checks `input` option by option, fills defaults and returns a frozen `Options`. */
 export function validateOptions(input: Record<string, unknown>): Readonly<Options> {
   const known = new Set(Object.keys(defaultOptions));
@@ -242,7 +337,16 @@ export function validateOptions(input: Record<string, unknown>): Readonly<Option
     throw new OptionsError(`logLevel (--log-level) must be one of ${[...logLevels].join(', ')}, got ${JSON.stringify(logLevel)}.`);
   }
 
+  const roles = ['all', 'auth', 'gateway'];
+  const role = requireString('role (--role)', merged.role);
+  if (!roles.includes(role)) {
+    throw new OptionsError(`role (--role) must be one of ${roles.join(', ')}, got ${JSON.stringify(role)}.`);
+  }
+  const issuerTrust = validateIssuerTrust(merged, role as Role);
+
   return Object.freeze({
+    role: role as Role,
+    ...issuerTrust,
     host: requireString('host (--host)', merged.host),
     port: requireInteger('port (--port)', merged.port, 0, 65535),
     publicUrl,

@@ -1,6 +1,7 @@
-import { createLocalJWKSet, errors, jwtVerify, type JWK, type JWTPayload } from 'jose';
+import { errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 
 import { PortcullisError } from '../errors.ts';
+import { IssuerUnavailableError } from './issuer-keys.ts';
 
 /** Claims of a verified RFC 9068 access token that the gateway relies on. */
 export interface VerifiedToken {
@@ -18,16 +19,21 @@ export interface VerifiedToken {
 export interface TokenVerifierOptions {
   issuer: string;
   audience: string;
-  /** Returns the issuer's current signing keys; a new array means the keys changed. */
-  keys: () => JWK[];
+  /** Resolves the signing key of a token; an `IssuerUnavailableError` becomes `temporarily_unavailable`. */
+  getKey: JWTVerifyGetKey;
+  /** Accepted `alg` values; never `none` or an HMAC algorithm. */
+  algorithms: readonly string[];
+  /** Also accept `typ: JWT`, which Keycloak, Entra ID and Auth0's default profile put on access tokens. */
+  acceptJwtType: boolean;
+  /** Claim that holds the client id: `client_id` in RFC 9068, `azp` at some issuers. */
+  clientIdClaim: string;
+  /** Claim that holds the granted scopes, as a space-separated string or an array of strings. */
+  scopeClaim: string;
   clockLeewaySeconds: number;
 }
 
 /** Maximum token length accepted before any parsing, in characters; issued tokens are under 1 KiB. */
 export const maxTokenLength = 8192;
-
-/** Signature algorithms the gateway accepts; the built-in auth server signs with ES256 only. */
-export const acceptedAlgorithms = ['ES256'];
 
 const compactJwsPattern = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
@@ -36,23 +42,31 @@ function claimString(payload: JWTPayload, name: string): string | null {
   return typeof value === 'string' && value !== '' ? value : null;
 }
 
+function scopeOf(payload: JWTPayload, claim: string): string {
+  const value = payload[claim];
+  if (Array.isArray(value)) {
+    return value.filter((item): item is string => typeof item === 'string' && !/\s/.test(item)).join(' ');
+  }
+  return typeof value === 'string' ? value : '';
+}
+
+// RFC 9068 allows the media type with or without its `application/` prefix, in any case.
+function typeAccepted(typ: unknown, acceptJwtType: boolean): boolean {
+  if (typeof typ !== 'string') {
+    return false;
+  }
+  const type = typ.toLowerCase().replace(/^application\//, '');
+  return type === 'at+jwt' || (acceptJwtType && type === 'jwt');
+}
+
 /**
- * Creates a function that verifies an access token with jose: signature by a known key, `ES256`
- * only, `typ: at+jwt` (RFC 9068), issuer, audience, and required `exp`, `iat`, `jti`, `sub` and
- * `client_id`. It throws `PortcullisError` with `token_expired` or `token_invalid`.
+ * Creates a function that verifies an access token with jose: signature by a key of the issuer, an
+ * allowed algorithm, `typ: at+jwt` (RFC 9068), issuer, audience, and required `exp`, `iat`, `jti`,
+ * `sub` and the client id claim. It throws `PortcullisError` with `token_expired`, `token_invalid`
+ * or, when the issuer's keys cannot be fetched, `temporarily_unavailable`.
  */
 export function createTokenVerifier(options: TokenVerifierOptions): (token: string) => Promise<VerifiedToken> {
-  let cachedKeys: JWK[] | null = null;
-  let keySet: ReturnType<typeof createLocalJWKSet> | null = null;
-  const currentKeySet = () => {
-    const keys = options.keys();
-    if (keys !== cachedKeys || !keySet) {
-      const publicKeys = keys.map(({ d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...publicJwk }) => publicJwk);
-      keySet = createLocalJWKSet({ keys: publicKeys });
-      cachedKeys = keys;
-    }
-    return keySet;
-  };
+  const algorithms = [...options.algorithms];
 
   return async function verifyAccessToken(token: string): Promise<VerifiedToken> {
     if (token.length > maxTokenLength || !compactJwsPattern.test(token)) {
@@ -61,24 +75,30 @@ export function createTokenVerifier(options: TokenVerifierOptions): (token: stri
 
     let payload: JWTPayload;
     try {
-      ({ payload } = await jwtVerify(token, currentKeySet(), {
+      const verified = await jwtVerify(token, options.getKey, {
         issuer: options.issuer,
         audience: options.audience,
-        algorithms: acceptedAlgorithms,
-        typ: 'at+jwt',
+        algorithms,
         clockTolerance: options.clockLeewaySeconds,
         // jose accepts a token without `exp` unless it is required here.
-        requiredClaims: ['exp', 'iat', 'jti', 'sub', 'client_id'],
-      }));
+        requiredClaims: ['exp', 'iat', 'jti', 'sub'],
+      });
+      if (!typeAccepted(verified.protectedHeader.typ, options.acceptJwtType)) {
+        throw new PortcullisError('token_invalid');
+      }
+      payload = verified.payload;
     } catch (error) {
       if (error instanceof errors.JWTExpired) {
         throw new PortcullisError('token_expired');
+      }
+      if (error instanceof IssuerUnavailableError) {
+        throw new PortcullisError('temporarily_unavailable');
       }
       throw new PortcullisError('token_invalid');
     }
 
     const sub = claimString(payload, 'sub');
-    const clientId = claimString(payload, 'client_id');
+    const clientId = claimString(payload, options.clientIdClaim);
     const jti = claimString(payload, 'jti');
     if (!sub || !clientId || !jti || typeof payload.exp !== 'number') {
       throw new PortcullisError('token_invalid');
@@ -95,7 +115,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): (token: stri
       exp: payload.exp,
       jti,
       grantId: claimString(payload, 'grant_id'),
-      scope: claimString(payload, 'scope') ?? '',
+      scope: scopeOf(payload, options.scopeClaim),
       payload,
     };
   };

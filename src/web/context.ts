@@ -16,8 +16,8 @@ export interface WebContext {
   options: Readonly<Options>;
   store: Store;
   logger: Logger;
-  /** The current auth server; replaced after a signing-key rotation, so read it per request. */
-  auth: { provider: Provider };
+  /** The current auth server, replaced after a signing-key rotation, so read it per request; null with `--role gateway`. */
+  auth: { provider: Provider } | null;
   /** Verifies an access token exactly as the handshake does. */
   verifyToken: (token: string) => Promise<VerifiedToken>;
   /** Verifies a session token like `verifyToken` but accepts it up to five minutes past `exp`, for logout and refresh. */
@@ -34,4 +34,6 @@ export interface WebContext {
   broker: ChannelBroker;
   /** State of the Redis link for `/readyz`; null without `--redis-url`. */
   clusterStatus: (() => ClusterStatus) | null;
+  /** Further dependencies `/readyz` checks, by name; each resolves to whether it is reachable. */
+  readinessProbes: Record<string, () => Promise<boolean>>;
 }

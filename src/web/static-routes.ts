@@ -23,6 +23,4 @@ export async function registerStaticRoutes(app: FastifyInstance): Promise<void> 
     const content = fs.readFileSync(path.join(publicDirectory, file));
     app.get(route, async (_request, reply) => reply.type(type).header('cache-control', 'no-cache').send(content));
   }
-
-  app.get('/healthz', async (_request, reply) => reply.header('cache-control', 'no-store').send({ status: 'ok' }));
 }

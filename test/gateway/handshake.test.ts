@@ -148,7 +148,7 @@ test('check order is pinned', () => {
   const checks = buildHandshakeChecks({
     store: {} as Store,
     verifyToken: async () => { throw new Error('not called'); },
-    gatewayClientId: 'portcullis-gateway',
+    builtInIssuer: true, gatewayClientId: 'portcullis-gateway',
     csrfKey: 'unused',
     allowedOrigins: [],
     trustedProxies: [],

@@ -4,14 +4,18 @@ import type { VerifiedToken } from '../token-verifier.ts';
 
 /**
  * Verifies the presented access token and ties it to its path: a browser cookie must hold a token
- * issued to the gateway's own client, and a device must not present one.
+ * issued to the gateway's own client, and a device must not present one. Browser sessions exist only
+ * with the built-in auth server, so a gateway that trusts an external issuer refuses every cookie.
  */
-export function accessTokenCheck(verify: (token: string) => Promise<VerifiedToken>, gatewayClientId: string): HandshakeCheck {
+export function accessTokenCheck(verify: (token: string) => Promise<VerifiedToken>, gatewayClientId: string, builtInIssuer = true): HandshakeCheck {
   return {
     name: 'access_token',
     async run(state) {
       if (!state.token) {
         return 'token_missing';
+      }
+      if (state.kind === 'browser' && !builtInIssuer) {
+        return 'token_invalid';
       }
 
       try {

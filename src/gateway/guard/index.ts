@@ -17,6 +17,8 @@ import { websocketRequestCheck } from './websocket-request.ts';
 export interface GuardInit {
   store: Store;
   verifyToken: (token: string) => Promise<VerifiedToken>;
+  /** False with `--issuer`: browsers need the built-in auth server, and devices need no registration. */
+  builtInIssuer: boolean;
   gatewayClientId: string;
   csrfKey: string;
   allowedOrigins: readonly string[];
@@ -36,10 +38,10 @@ export function buildHandshakeChecks(init: GuardInit): HandshakeCheck[] {
     credentialsCheck,
     subprotocolCheck,
     originCheck(init.allowedOrigins),
-    accessTokenCheck(init.verifyToken, init.gatewayClientId),
+    accessTokenCheck(init.verifyToken, init.gatewayClientId, init.builtInIssuer),
     csrfCheck(init.csrfKey),
     clientIdCheck,
-    revocationCheck(init.store),
+    revocationCheck(init.store, { deviceRegistry: init.builtInIssuer }),
   ];
 }
 

@@ -13,12 +13,18 @@ async function userIsActive(store: Store, username: string): Promise<boolean> {
   return user !== undefined && user.disabled === 0;
 }
 
+/** What the revocation check may consult besides the deny-lists. */
+export interface RevocationScope {
+  /** False for tokens of an external issuer, whose clients are registered there rather than here. */
+  deviceRegistry: boolean;
+}
+
 /**
  * Returns `token_revoked` when a verified token may no longer be used: its grant or the token itself
  * is on the deny-list, its device was removed, its browser session ended, or its user was disabled.
  * It reads the database each time, so a management command in another process takes effect at once.
  */
-export async function findRevocation(store: Store, kind: 'browser' | 'device', verified: VerifiedToken): Promise<ErrorCode | undefined> {
+export async function findRevocation(store: Store, kind: 'browser' | 'device', verified: VerifiedToken, scope: RevocationScope = { deviceRegistry: true }): Promise<ErrorCode | undefined> {
   if (verified.grantId && await isGrantRevoked(store, verified.grantId)) {
     return 'token_revoked';
   }
@@ -26,6 +32,9 @@ export async function findRevocation(store: Store, kind: 'browser' | 'device', v
     return 'token_revoked';
   }
 
+  if (kind === 'device' && !scope.deviceRegistry) {
+    return undefined;
+  }
   if (kind === 'device') {
     const device = await findDevice(store, verified.clientId);
     if (!device) {
@@ -87,14 +96,14 @@ export async function withoutLostDevices(store: Store, verified: VerifiedToken):
  * Builds the handshake check around `findRevocation`, which runs last because it needs the verified
  * token. For a browser it also narrows the token's scopes to the devices its user still owns.
  */
-export function revocationCheck(store: Store): HandshakeCheck {
+export function revocationCheck(store: Store, scope: RevocationScope = { deviceRegistry: true }): HandshakeCheck {
   return {
     name: 'revocation',
     async run(state) {
       if (!state.verified || !state.kind) {
         return 'token_invalid';
       }
-      const revoked = await findRevocation(store, state.kind, state.verified);
+      const revoked = await findRevocation(store, state.kind, state.verified, scope);
       if (revoked || state.kind !== 'browser') {
         return revoked;
       }
