@@ -29,10 +29,12 @@ export interface RemoteIssuerOptions {
   /** PEM file of CAs trusted for the issuer besides the system store; null trusts the system store only. */
   caFile: string | null;
   logger: Logger;
+  /** Least time between two fetches caused by unknown `kid`s, in milliseconds. Default 30000. */
+  cooldownMs?: number;
 }
 
 // A token with an unknown `kid` triggers a refetch at most this often, so forged tokens cannot flood the issuer.
-const cooldownMs = 30_000;
+const defaultCooldownMs = 30_000;
 const fetchTimeoutMs = 5_000;
 // Keys stay usable this long after the last fetch, so a short issuer outage does not stop handshakes.
 const cacheMaxAgeMs = 3_600_000;
@@ -65,6 +67,7 @@ export function localIssuerKeys(keys: () => JWK[]): IssuerKeys {
  */
 export function remoteIssuerKeys(options: RemoteIssuerOptions): IssuerKeys {
   const fetchFromIssuer = createIssuerFetch(options.caFile);
+  const cooldownMs = options.cooldownMs ?? defaultCooldownMs;
   let remoteSet: Promise<RemoteJWKSet> | null = null;
   let lastProbeAt = 0;
   let lastProbeResult = false;
@@ -97,7 +100,8 @@ export function remoteIssuerKeys(options: RemoteIssuerOptions): IssuerKeys {
       }
     },
     async probe() {
-      if (Date.now() - lastProbeAt < cooldownMs) {
+      // A failed probe is repeated sooner, so a node turns ready soon after its issuer returns.
+      if (Date.now() - lastProbeAt < (lastProbeResult ? cooldownMs : discoveryRetryMs)) {
         return lastProbeResult;
       }
       lastProbeAt = Date.now();

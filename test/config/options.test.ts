@@ -285,3 +285,49 @@ describe('portcullis start with bad options', () => {
     assert.match(result.stderr, /portcullis help/);
   });
 });
+
+describe('roles and external issuers', () => {
+  const external = { role: 'gateway', issuer: 'https://id.example.test/realms/iot', audience: 'portcullis' };
+
+  test('a gateway with an issuer keeps the issuer exactly and allows the four algorithms by default', () => {
+    const options = validateOptions({ ...external, issuer: 'https://tenant.example.test/' });
+
+    assert.equal(options.role, 'gateway');
+    assert.equal(options.issuer, 'https://tenant.example.test/');
+    assert.deepEqual(options.tokenAlgorithms, ['ES256', 'EdDSA', 'RS256', 'PS256']);
+    assert.equal(options.acceptJwtType, false);
+  });
+
+  test('an unknown role is refused', () => {
+    assertOptionsError(() => validateOptions({ role: 'proxy' }), /role \(--role\) must be one of all, auth, gateway/);
+  });
+
+  test('an issuer needs the gateway role and an audience', () => {
+    assertOptionsError(() => validateOptions({ issuer: external.issuer, audience: 'x' }), /needs role \(--role\) gateway/);
+    assertOptionsError(() => validateOptions({ role: 'gateway', issuer: external.issuer }), /audience \(--audience\) is required/);
+  });
+
+  test('none, HMAC and unlisted algorithms are refused', () => {
+    for (const algorithm of ['none', 'HS256', 'RS512', 'es256']) {
+      assertOptionsError(() => validateOptions({ ...external, tokenAlgorithms: [algorithm] }), /accepts only ES256, EdDSA, RS256, PS256/);
+    }
+  });
+
+  test('an http:// issuer or one with credentials is refused', () => {
+    assertOptionsError(() => validateOptions({ ...external, issuer: 'http://id.example.test' }), /issuer \(--issuer\) must be an https:\/\/ URL/);
+    assertOptionsError(() => validateOptions({ ...external, issuer: 'https://user:pw@id.example.test' }), /without credentials/);
+  });
+
+  test('issuer settings without an issuer are refused', () => {
+    assertOptionsError(() => validateOptions({ audience: 'portcullis' }), /audience only apply with issuer/);
+    assertOptionsError(() => validateOptions({ clientIdClaim: 'azp' }), /clientIdClaim only apply with issuer/);
+  });
+
+  test('flags reach the options', () => {
+    const options = resolveOptions({ role: 'gateway', issuer: external.issuer, audience: 'portcullis', 'token-algorithm': ['RS256'], 'accept-jwt-type': 'true', 'client-id-claim': 'azp' }, {});
+
+    assert.deepEqual(options.tokenAlgorithms, ['RS256']);
+    assert.equal(options.acceptJwtType, true);
+    assert.equal(options.clientIdClaim, 'azp');
+  });
+});
