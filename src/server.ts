@@ -238,7 +238,16 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
     });
   });
   const port = (server.address() as AddressInfo).port;
-  const adminSocket = await startAdminSocket(options.dataDir, { registry, keyRing, broker, maxPayloadBytes: options.maxPayloadBytes }, logger);
+  const adminSocket = await startAdminSocket(options.dataDir, {
+    registry,
+    keyRing,
+    broker,
+    maxPayloadBytes: options.maxPayloadBytes,
+    announceRevocation: (revocation) => {
+      revocations.applyAnnounced(revocation);
+      cluster?.announceRevocation(revocation);
+    },
+  }, logger);
 
   const pruneTimer = setInterval(() => {
     Promise.all([pruneExpiredPayloads(store), pruneRevokedGrants(store), pruneBrowserSessions(store), pruneRevocationEvents(store, revocationEventRetentionSeconds)])

@@ -10,11 +10,11 @@ import { channelScopeProblem, registeredDeviceScopes } from '../auth/channel-sco
 import { clientIdPattern, deleteDevice, findDevice, hashClientSecret, insertDevice, listDevices } from '../store/devices.ts';
 import { isChannelScope } from '../channels/permissions.ts';
 import { operatorPublisher } from '../channels/publish.ts';
-import { recordRevocation } from '../store/revocation-events.ts';
 import { findUser } from '../store/users.ts';
 import { createOfflineAuthServer } from './auth-context.ts';
 import { CommandError, isoTime, printJson, printLine } from './output.ts';
 import type { Options } from '../config/options.ts';
+import { recordAndAnnounce } from './revoke.ts';
 
 /** Usage of `portcullis devices`. */
 export const devicesUsage = `portcullis devices add <client-id> [--public-key FILE] [--owner USERNAME] [--scope SCOPE]...
@@ -195,7 +195,7 @@ export async function runDevices(argv: string[]): Promise<void> {
           throw new CommandError('device_not_found', `Device "${id}" does not exist.`);
         }
         // The event makes a running server close the device's live sockets with 4403.
-        await recordRevocation(store, { kind: 'client', value: id, reason: 'device_removed', expiresAt: epochSeconds() });
+        await recordAndAnnounce(store, options.dataDir, { kind: 'client', value: id, reason: 'device_removed', expiresAt: epochSeconds() });
         printLine(`Removed device ${id}; its tokens are refused and its live connections closed.`);
         return;
       case 'approve':

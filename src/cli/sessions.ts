@@ -3,8 +3,9 @@ import { fetchLiveConnections } from '../gateway/admin-socket.ts';
 import type { ConnectionSummary } from '../gateway/registry.ts';
 import { findBrowserSession } from '../store/browser-sessions.ts';
 import { epochSeconds, openStore } from '../store/database.ts';
-import { recordRevocation, tokenKey } from '../store/revocation-events.ts';
+import { tokenKey } from '../store/revocation-events.ts';
 import { CommandError, isoTime, printJson, printLine } from './output.ts';
+import { recordAndAnnounce } from './revoke.ts';
 
 /** Usage of `portcullis sessions`. */
 export const sessionsUsage = `portcullis sessions list [--json]
@@ -73,7 +74,7 @@ export async function runSessions(argv: string[]): Promise<void> {
   try {
     if (connection && !connection.grant_id) {
       // A client-credentials token belongs to no grant, so that one token is revoked by issuer and jti.
-      await recordRevocation(store, { kind: 'token', value: tokenKey(connection.iss, connection.jti), reason: 'operator', expiresAt: connection.expires_at + 60 });
+      await recordAndAnnounce(store, options.dataDir, { kind: 'token', value: tokenKey(connection.iss, connection.jti), reason: 'operator', expiresAt: connection.expires_at + 60 });
       printLine(`Revoked the token of connection ${id}; the connection closes within a second. The device can get a new token unless removed.`);
       return;
     }
@@ -87,7 +88,7 @@ export async function runSessions(argv: string[]): Promise<void> {
       throw new CommandError('session_not_found', `No grant or live connection "${id}" was found.`);
     }
 
-    await recordRevocation(store, { kind: 'grant', value: grantId, reason: 'operator', expiresAt: epochSeconds() + denyListSeconds });
+    await recordAndAnnounce(store, options.dataDir, { kind: 'grant', value: grantId, reason: 'operator', expiresAt: epochSeconds() + denyListSeconds });
     await store.deleteFrom('oidc_payloads').where('grant_id', '=', grantId).execute();
     await store.deleteFrom('oidc_payloads').where('model', '=', 'Grant').where('id', '=', grantId).execute();
     await store.deleteFrom('browser_sessions').where('grant_id', '=', grantId).execute();

@@ -1,12 +1,12 @@
 import { hashPassword, validatePasswordPolicy } from '../auth/passwords.ts';
 import { parseOptionArgs, resolveOptions } from '../config/load.ts';
 import { epochSeconds, openStore } from '../store/database.ts';
-import { recordRevocation } from '../store/revocation-events.ts';
 import { revokeGrantsOfUser } from '../store/user-grants.ts';
 import { findDevice } from '../store/devices.ts';
 import { findUser, insertUser, listUsers, setUserDisabled, setUserPassword, usernamePattern } from '../store/users.ts';
 import { CommandError, isoTime, printJson, printLine } from './output.ts';
 import { promptPassword, readPasswordFromStdin } from './password-input.ts';
+import { recordAndAnnounce } from './revoke.ts';
 
 /** Usage of `portcullis users`. */
 export const usersUsage = `portcullis users add <username> [--password-stdin]
@@ -78,7 +78,7 @@ export async function runUsers(argv: string[]): Promise<void> {
           // Grants are revoked too, so enabling the user again does not revive old sessions.
           await revokeGrantsOfUser(store, username, 'user_disabled');
           // The event makes a running server close the user's live sockets with 4403.
-          await recordRevocation(store, { kind: 'user', value: username, reason: 'user_disabled', expiresAt: epochSeconds() });
+          await recordAndAnnounce(store, options.dataDir, { kind: 'user', value: username, reason: 'user_disabled', expiresAt: epochSeconds() });
         }
         printLine(`${action === 'disable' ? 'Disabled' : 'Enabled'} user ${username}.`);
         return;

@@ -10,6 +10,7 @@ import { operatorPublisher, publishAsOperator } from '../channels/publish.ts';
 import { errorBody, PortcullisError, type ErrorCode } from '../errors.ts';
 import { readPublishRequest } from '../web/publish-route.ts';
 import type { ConnectionRegistry } from './registry.ts';
+import type { RevocationNotice } from './revocations.ts';
 
 /** Returns the path of the admin socket in a data directory. */
 export function adminSocketPath(dataDir: string): string {
@@ -23,7 +24,12 @@ export interface AdminTargets {
   broker: ChannelBroker;
   /** Largest accepted `POST /publish` body in bytes, the same limit as a WebSocket message. */
   maxPayloadBytes: number;
+  /** Closes this node's connections that a revocation covers and tells the other nodes through Redis. */
+  announceRevocation: (revocation: RevocationNotice) => void;
 }
+
+const revocationKinds = new Set(['grant', 'client', 'user', 'token']);
+const maxRevocationBodyBytes = 4096;
 
 /** Result of one admin request: the HTTP status and the parsed JSON body. */
 export interface AdminResponse {
@@ -32,7 +38,8 @@ export interface AdminResponse {
 }
 
 /**
- * Serves operator requests (`GET /connections`, `POST /keys/reload`, `POST /publish`) on a Unix
+ * Serves operator requests (`GET /connections`, `POST /keys/reload`, `POST /publish`,
+ * `POST /revocations`) on a Unix
  * socket in the data directory. The socket file is mode 0600 inside a 0700 directory, so only the
  * server's own user can connect; nothing listens on the network for this.
  */
@@ -63,6 +70,10 @@ export async function startAdminSocket(dataDir: string, targets: AdminTargets, l
     }
     if (request.method === 'POST' && request.url === '/publish') {
       handlePublish(request, response);
+      return;
+    }
+    if (request.method === 'POST' && request.url === '/revocations') {
+      handleRevocation(request, response, targets);
       return;
     }
     response.writeHead(404, { 'content-type': 'application/json' });
@@ -147,6 +158,38 @@ function createPublishHandler(targets: AdminTargets, logger: Logger): (request: 
   };
 }
 
+/**
+ * Handles `POST /revocations` with `{kind, value, reason}`: a management command has recorded the
+ * revocation in the database, and this makes it take effect on every node at once instead of at
+ * their next database poll.
+ */
+function handleRevocation(request: http.IncomingMessage, response: http.ServerResponse, targets: AdminTargets): void {
+  const chunks: Buffer[] = [];
+  let received = 0;
+  request.on('data', (chunk: Buffer) => {
+    received += chunk.length;
+    if (received <= maxRevocationBodyBytes) {
+      chunks.push(chunk);
+    }
+  });
+  request.on('end', () => {
+    let body: Record<string, unknown>;
+    try {
+      body = received > maxRevocationBodyBytes ? {} : JSON.parse(Buffer.concat(chunks).toString('utf8')) ?? {};
+    } catch {
+      body = {};
+    }
+
+    const { kind, value, reason } = body;
+    if (typeof kind !== 'string' || !revocationKinds.has(kind) || typeof value !== 'string' || value === '' || typeof reason !== 'string') {
+      sendAdminError(response, 'invalid_request');
+      return;
+    }
+    targets.announceRevocation({ kind: kind as RevocationNotice['kind'], value, reason });
+    sendJson(response, 200, { announced: true });
+  });
+}
+
 async function removeStaleSocket(socketPath: string): Promise<void> {
   if (!fs.existsSync(socketPath)) {
     return;
@@ -225,6 +268,17 @@ export async function adminRequest(dataDir: string, method: 'GET' | 'POST', requ
 /** Asks a running server to publish `data` on `channel` as the operator, and returns null when no server runs. */
 export async function publishThroughAdminSocket(dataDir: string, message: { channel: string; data: unknown }): Promise<AdminResponse | null> {
   return sendAdminRequest(dataDir, { method: 'POST', path: '/publish', body: { channel: message.channel, data: message.data } });
+}
+
+/**
+ * Asks a running server to apply a revocation that was just recorded and to announce it to the other
+ * nodes. Returns false when no server runs on this data directory; the nodes then read it from the
+ * database within a second.
+ */
+export async function announceThroughAdminSocket(dataDir: string, revocation: RevocationNotice): Promise<boolean> {
+  const response = await sendAdminRequest(dataDir, { method: 'POST', path: '/revocations', body: { kind: revocation.kind, value: revocation.value, reason: revocation.reason } })
+    .catch(() => null);
+  return response?.status === 200;
 }
 
 /** Fetches the live connections from a running server; null when no server runs. */
