@@ -6,6 +6,7 @@ import type { Duplex } from 'node:stream';
 
 import formbody from '@fastify/formbody';
 import Fastify, { type FastifyInstance } from 'fastify';
+import { sql } from 'kysely';
 import type { Logger } from 'pino';
 
 import { SigningKeyRing } from './auth/key-ring.ts';
@@ -202,7 +203,9 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
     revocations,
     broker,
     clusterStatus: cluster ? () => cluster.status() : null,
-    readinessProbes: trust.builtInIssuer ? {} : { jwks: () => trust.issuerKeys.probe() },
+    readinessProbes: trust.builtInIssuer
+      ? { store: () => storeReachable(store) }
+      : { store: () => storeReachable(store), jwks: () => trust.issuerKeys.probe() },
   };
   await configureRoutes(app, context, { servesAuth, servesGateway });
 
@@ -357,6 +360,13 @@ function createClientErrorHandler(logger: Logger): (error: NodeJS.ErrnoException
     // A client that never reads must not keep the socket open.
     setTimeout(() => socket.destroy(), 1000).unref();
   };
+}
+
+// A readiness check runs every few seconds, so a database that hangs must not hang it.
+async function storeReachable(store: Store): Promise<boolean> {
+  const probe = sql`select 1`.execute(store).then(() => true, () => false);
+  const timeout = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 2000).unref());
+  return Promise.race([probe, timeout]);
 }
 
 function developmentWarnings(options: Readonly<Options>, caFile: string | null): string[] {
