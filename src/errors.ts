@@ -46,13 +46,22 @@ export const errorCatalogue = {
 /** A stable, snake_case error code from the catalogue. */
 export type ErrorCode = keyof typeof errorCatalogue;
 
-/** An error that carries a catalogue code; its message is the fixed public description. */
+/**
+ * Seconds a client should wait before it retries a request that failed with
+ * `temporarily_unavailable`, sent as `Retry-After`.
+ */
+export const unavailableRetryAfterSeconds = 5;
+
+/**
+ * An error that carries a catalogue code; its message is the fixed public description. `cause` is
+ * the internal error behind it, for logs only.
+ */
 export class PortcullisError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
 
-  constructor(code: ErrorCode) {
-    super(errorCatalogue[code].description);
+  constructor(code: ErrorCode, options?: ErrorOptions) {
+    super(errorCatalogue[code].description, options);
     this.name = 'PortcullisError';
     this.code = code;
     this.status = errorCatalogue[code].status;

@@ -16,9 +16,10 @@ import { registerInteractionRoutes } from './auth/interactions.ts';
 import type { Options } from './config/options.ts';
 import { ChannelBroker } from './channels/broker.ts';
 import { startCluster } from './cluster/cluster.ts';
+import { ThrottledWarning } from './cluster/throttled-warning.ts';
 import { publishAsOperator } from './channels/publish.ts';
 import { createWebhookDispatcher } from './channels/webhook.ts';
-import { errorBody, PortcullisError } from './errors.ts';
+import { errorBody, PortcullisError, unavailableRetryAfterSeconds } from './errors.ts';
 import { startAdminSocket } from './gateway/admin-socket.ts';
 import { buildHandshakeChecks } from './gateway/guard/index.ts';
 import { findRevocation } from './gateway/guard/revocation.ts';
@@ -257,9 +258,11 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
       .catch((error) => logger.error({ event: 'store.prune_failed', err: error }, 'pruning expired rows failed'));
   }, pruneIntervalMs);
   pruneTimer.unref();
+  // During a database outage every poll fails, so its warning is logged once a minute.
+  const keyReloadWarning = new ThrottledWarning(logger);
   const keyPollTimer = setInterval(() => {
     if (usesLocalKeys) {
-      keyRing.reload().catch((error) => logger.error({ event: 'key.reload_failed', err: error }, 'reloading signing keys failed'));
+      keyRing.reload().catch((error) => keyReloadWarning.warn({ event: 'key.reload_failed', err: error }, 'reloading signing keys failed'));
     }
   }, keyPollIntervalMs);
   keyPollTimer.unref();
@@ -306,6 +309,9 @@ async function configureRoutes(app: FastifyInstance, context: WebContext, role: 
 
   app.setErrorHandler((error, _request, reply) => {
     if (error instanceof PortcullisError) {
+      if (error.code === 'temporarily_unavailable') {
+        reply.header('retry-after', String(unavailableRetryAfterSeconds));
+      }
       return reply.code(error.status).send(errorBody(error.code));
     }
     const status = (error as { statusCode?: number }).statusCode ?? 500;

@@ -3,7 +3,8 @@ import crypto from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type Provider from 'oidc-provider';
 
-import { errorBody } from '../errors.ts';
+import { errorBody, PortcullisError } from '../errors.ts';
+import { fromProviderError } from '../store/oidc-adapter.ts';
 import { findUser } from '../store/users.ts';
 import { escapeHtml, renderPage } from '../web/html.ts';
 import type { WebContext } from '../web/context.ts';
@@ -87,12 +88,21 @@ export function registerInteractionRoutes(app: FastifyInstance, context: WebCont
   const loadDetails = async (request: FastifyRequest, reply: FastifyReply) => {
     try {
       return await auth.provider.interactionDetails(request.raw, reply.raw);
-    } catch {
+    } catch (error) {
+      // An unreachable database is no sign of an invalid login state, so it is not reported as one.
+      if (fromProviderError(error) instanceof PortcullisError) {
+        throw error;
+      }
       return null;
     }
   };
+  // oidc-provider's models reject with its own error while the database cannot be reached. The
+  // server's error handler responds to the store error behind it with 503 temporarily_unavailable.
+  const errorHandler = (error: unknown) => {
+    throw fromProviderError(error);
+  };
 
-  app.get<{ Params: { uid: string } }>('/interaction/:uid', async (request, reply) => {
+  app.get<{ Params: { uid: string } }>('/interaction/:uid', { errorHandler }, async (request, reply) => {
     const details = await loadDetails(request, reply);
     if (!details || details.uid !== request.params.uid) {
       return reply.code(400).send(errorBody('login_state_invalid'));
@@ -113,7 +123,7 @@ export function registerInteractionRoutes(app: FastifyInstance, context: WebCont
     await provider.interactionFinished(request.raw, reply.raw, { consent: { grantId } }, { mergeWithLastSubmission: true });
   });
 
-  app.post<{ Params: { uid: string }; Body: Record<string, unknown> }>('/interaction/:uid/login', async (request, reply) => {
+  app.post<{ Params: { uid: string }; Body: Record<string, unknown> }>('/interaction/:uid/login', { errorHandler }, async (request, reply) => {
     const details = await loadDetails(request, reply);
     if (!details || details.uid !== request.params.uid || !requiresPassword(details)) {
       return reply.code(400).send(errorBody('login_state_invalid'));
@@ -142,8 +152,13 @@ export function registerInteractionRoutes(app: FastifyInstance, context: WebCont
       user = username ? await findUser(context.store, username) : undefined;
       passwordMatches = user ? await verifyPassword(user.password_hash, password) : await dummyVerify(password);
     } catch (error) {
-      // The reservation must be released, or the account stays blocked.
-      context.throttle.recordFailure(attempt);
+      // The reservation must end, or the account stays blocked. An unreachable database is no
+      // evidence of guessing, so it must not lock the account during an outage.
+      if (error instanceof PortcullisError && error.code === 'temporarily_unavailable') {
+        context.throttle.cancel(attempt);
+      } else {
+        context.throttle.recordFailure(attempt);
+      }
       throw error;
     }
     if (!user || !passwordMatches || user.disabled) {

@@ -134,6 +134,11 @@ export class LoginThrottle {
     this.#evictBeyondCap();
   }
 
+  /** Ends a reservation without counting it, for an attempt whose password could not be checked at all. */
+  cancel(attempt: LoginAttempt): void {
+    this.#release(attempt);
+  }
+
   /** Forgets the account's failures after a successful login, but keeps the IP's, because one IP may be guessing many accounts. */
   recordSuccess(attempt: LoginAttempt): void {
     this.#release(attempt);

@@ -5,8 +5,9 @@ import type { Logger } from 'pino';
 import type { Options } from '../config/options.ts';
 import type { Store } from '../store/database.ts';
 import { isChannelScope } from '../channels/permissions.ts';
+import { unavailableRetryAfterSeconds } from '../errors.ts';
 import { clientSecretMatches, findDevice, hashClientSecret } from '../store/devices.ts';
-import { createOidcAdapter } from '../store/oidc-adapter.ts';
+import { createOidcAdapter, withProviderErrors } from '../store/oidc-adapter.ts';
 import { findUser } from '../store/users.ts';
 import { currentUserScopes, registeredDeviceScopes } from './channel-scopes.ts';
 import { deviceFlowPages, renderAuthError } from './pages.ts';
@@ -96,7 +97,7 @@ function buildConfiguration(init: AuthServerInit): Configuration {
         enabled: true,
         defaultResource: async () => audience,
         useGrantedResource: async () => true,
-        getResourceServerInfo: async (ctx, resourceIndicator, client) => {
+        getResourceServerInfo: withProviderErrors(async (ctx: KoaContextWithOIDC, resourceIndicator: string, client: { clientId: string } | undefined) => {
           // RFC 8707: a resource this server does not serve is an `invalid_target` error.
           if (resourceIndicator !== audience) {
             throw new errors.InvalidTarget(`unknown resource; the gateway's resource indicator is ${audience}`);
@@ -108,20 +109,20 @@ function buildConfiguration(init: AuthServerInit): Configuration {
             accessTokenFormat: 'jwt',
             jwt: { sign: { alg: 'ES256' } },
           };
-        },
+        }),
       },
     },
     extraTokenClaims: async (_ctx, token) => {
       const grantId = (token as { grantId?: string }).grantId;
       return grantId ? { grant_id: grantId } : undefined;
     },
-    findAccount: async (_ctx, sub) => {
+    findAccount: withProviderErrors(async (_ctx: KoaContextWithOIDC, sub: string) => {
       const user = await findUser(store, sub);
       if (!user || user.disabled) {
         return undefined;
       }
       return { accountId: user.username, claims: async () => ({ sub: user.username }) };
-    },
+    }),
     interactions: { url: async (_ctx, interaction) => `/interaction/${interaction.uid}` },
     // Devices and the gateway get refresh tokens without asking for `offline_access`.
     issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
@@ -173,8 +174,18 @@ export function createAuthServer(init: AuthServerInit): Provider {
   if (init.options.trustedProxies.length > 0) {
     provider.proxy = true;
   }
+  provider.use(setRetryAfterOn503);
   logProviderEvents(provider, init.logger);
   return provider;
+}
+
+// The only 503 of the auth server is temporarily_unavailable (see toProviderError). RFC 9110
+// section 10.2.3: Retry-After gives the seconds after which the client may retry.
+async function setRetryAfterOn503(ctx: { status: number; set(field: string, value: string): void }, next: () => Promise<void>): Promise<void> {
+  await next();
+  if (ctx.status === 503) {
+    ctx.set('Retry-After', String(unavailableRetryAfterSeconds));
+  }
 }
 
 /**

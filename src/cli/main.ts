@@ -1,5 +1,6 @@
 import { OptionsError } from '../config/options.ts';
 import { optionSources } from '../config/load.ts';
+import { PortcullisError } from '../errors.ts';
 import { deviceUsage, runDeviceCommand } from './device-connect.ts';
 import { devicesUsage, runDevices } from './devices.ts';
 import { keysUsage, runKeys } from './keys.ts';
@@ -57,7 +58,17 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`portcullis ${name}: ${error.message}\n`);
       return error.exitCode;
     }
-    process.stderr.write(`portcullis ${name}: failed: ${(error as Error).message}\n`);
+    process.stderr.write(`portcullis ${name}: failed: ${describeFailure(error)}\n`);
     return 1;
   }
+}
+
+// A catalogue error's message is the fixed public text, such as "A service this request depends on
+// is unreachable", so the operator also gets the error behind it (pg's "connect ECONNREFUSED ...").
+function describeFailure(error: unknown): string {
+  const message = (error as Error).message;
+  if (error instanceof PortcullisError && error.cause instanceof Error) {
+    return `${message} (${error.cause.message})`;
+  }
+  return message;
 }

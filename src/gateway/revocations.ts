@@ -21,6 +21,9 @@ export interface RevocationServiceOptions {
 /** The part of a revocation that closes connections, as read back or received from another node. */
 export type RevocationNotice = Pick<Revocation, 'kind' | 'value' | 'reason'>;
 
+/** Minimum time between two `revocation.poll_failed` lines of one run of failed polls, in milliseconds. */
+const failureLogIntervalMs = 60_000;
+
 /** Origin of a revocation, logged with `revocation.applied`: this process, the database poll or Redis. */
 type RevocationSource = 'local' | 'database' | 'redis';
 
@@ -34,6 +37,9 @@ export class RevocationService {
   private lastEventId = 0;
   private timer: NodeJS.Timeout | null = null;
   private polling = false;
+  /** Polls failed in a row, reset by the next poll that succeeds. */
+  private failedPolls = 0;
+  private lastFailureLoggedMs = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly options: RevocationServiceOptions) {}
 
@@ -84,11 +90,35 @@ export class RevocationService {
           this.apply(event, 'database');
         }
       } while (events.length > 0);
+      this.endFailedPolls();
     } catch (error) {
-      this.options.logger.error({ event: 'revocation.poll_failed', err: error }, 'reading revocation events failed; retrying at the next interval');
+      this.logFailedPoll(error);
     } finally {
       this.polling = false;
     }
+  }
+
+  // A database outage fails every poll, twice a second by default, so a run of failures logs its
+  // first one at once and then one line per interval. Open connections stay open meanwhile.
+  private logFailedPoll(error: unknown): void {
+    this.failedPolls += 1;
+    const now = Date.now();
+    if (now - this.lastFailureLoggedMs < failureLogIntervalMs) {
+      return;
+    }
+
+    this.lastFailureLoggedMs = now;
+    this.options.logger.error({ event: 'revocation.poll_failed', err: error, failed_polls: this.failedPolls }, 'reading revocation events failed; retrying at the next interval');
+  }
+
+  private endFailedPolls(): void {
+    if (this.failedPolls === 0) {
+      return;
+    }
+
+    this.options.logger.info({ event: 'revocation.poll_resumed', failed_polls: this.failedPolls }, 'reading revocation events works again');
+    this.failedPolls = 0;
+    this.lastFailureLoggedMs = Number.NEGATIVE_INFINITY;
   }
 
   private apply(revocation: RevocationNotice, source: RevocationSource): void {

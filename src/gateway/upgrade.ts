@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 
 import type { Options } from '../config/options.ts';
-import { closeCodes, type ErrorCode } from '../errors.ts';
+import { closeCodes, unavailableRetryAfterSeconds, type ErrorCode } from '../errors.ts';
 import { pathWithoutQuery } from '../log/logger.ts';
 import { serveConnection, type Connection, type ConnectionServices } from './connection.ts';
 import { runHandshakeChecks } from './guard/index.ts';
@@ -115,7 +115,8 @@ export function createUpgradeHandler(init: UpgradeHandlerInit) {
 
     const checkRejection = await runHandshakeChecks(init.checks, state);
     if (checkRejection) {
-      reject(request, socket, { code: checkRejection });
+      const retryAfterSeconds = checkRejection === 'temporarily_unavailable' ? unavailableRetryAfterSeconds : undefined;
+      reject(request, socket, { code: checkRejection, retryAfterSeconds });
       return;
     }
 

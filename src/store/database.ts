@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 
 import type { Options } from '../config/options.ts';
 import { createMigrations, type DialectName } from './migrations.ts';
-import { createPostgresDatabase, currentSchema } from './postgres.ts';
+import { createPostgresDatabase, currentSchema, type PostgresPoolEvents } from './postgres.ts';
 import type { Database } from './schema.ts';
 
 /** The Portcullis database handle; `destroy()` closes the file or the connection pool. */
@@ -21,7 +21,8 @@ export type StoreLocation = Pick<Options, 'dataDir' | 'databaseUrl'>;
  * needed) `<dataDir>/portcullis.db` in WAL mode; with it, a pool of connections to PostgreSQL.
  * Either way it creates `dataDir`, which also contains TLS material and the admin socket. Several
  * processes may open one database at once: servers and management commands share it. `logger`
- * receives errors of idle PostgreSQL connections; without it they go to standard error.
+ * receives errors of idle PostgreSQL connections, which without it go to standard error, and the
+ * start and end of each time PostgreSQL cannot be reached.
  */
 export async function openStore(location: StoreLocation, logger?: Logger): Promise<Store> {
   fs.mkdirSync(location.dataDir, { recursive: true, mode: 0o700 });
@@ -30,13 +31,7 @@ export async function openStore(location: StoreLocation, logger?: Logger): Promi
     return openSqlite(location.dataDir);
   }
 
-  const db = createPostgresDatabase(databaseUrl, (error) => {
-    if (logger) {
-      logger.error({ event: 'store.connection_failed', err: error }, 'an idle PostgreSQL connection failed, and the pool replaces it');
-      return;
-    }
-    process.stderr.write(`portcullis: an idle PostgreSQL connection failed (${error.message}), and the pool replaces it.\n`);
-  });
+  const db = createPostgresDatabase(databaseUrl, poolEvents(logger));
   let schema: string;
   try {
     schema = await currentSchema(db, databaseUrl);
@@ -47,6 +42,23 @@ export async function openStore(location: StoreLocation, logger?: Logger): Promi
   // kysely's introspection lists the tables of every schema, so another schema's migration table
   // would count as this one's. The migrator therefore gets the schema that these connections use.
   return migrate(db, 'postgres', schema);
+}
+
+// A management command has no logger, and it reports a failed query through its own error output.
+function poolEvents(logger: Logger | undefined): PostgresPoolEvents {
+  if (!logger) {
+    return {
+      onPoolError: (error) => process.stderr.write(`portcullis: an idle PostgreSQL connection failed (${error.message}), and the pool replaces it.\n`),
+      onUnavailable: () => {},
+      onRestored: () => {},
+    };
+  }
+
+  return {
+    onPoolError: (error) => logger.error({ event: 'store.connection_failed', err: error }, 'an idle PostgreSQL connection failed, and the pool replaces it'),
+    onUnavailable: (error) => logger.error({ event: 'store.unavailable', err: error }, 'PostgreSQL cannot be reached, so requests that need the database get 503 temporarily_unavailable until it responds again'),
+    onRestored: (unavailableMs) => logger.info({ event: 'store.restored', unavailable_ms: unavailableMs }, 'PostgreSQL responds again'),
+  };
 }
 
 async function openSqlite(dataDir: string): Promise<Store> {

@@ -1,5 +1,6 @@
 import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
 
+import { errorCatalogue, PortcullisError } from '../errors.ts';
 import { epochSeconds, type Store } from './database.ts';
 import { findDeviceClient } from './devices.ts';
 
@@ -14,10 +15,92 @@ export interface OidcAdapterHooks {
 }
 
 /**
+ * Returns oidc-provider's `temporarily_unavailable` error, with status 503, for the store's error of
+ * that code, and any other error unchanged. oidc-provider responds to every exception that is not
+ * its own with 500 `server_error`, so code that oidc-provider calls rethrows store errors through this.
+ */
+export function toProviderError(error: unknown): unknown {
+  if (!(error instanceof PortcullisError) || error.code !== 'temporarily_unavailable') {
+    return error;
+  }
+
+  // The detail goes to oidc-provider's events (the `token.rejected` log line), never to the client.
+  const unavailable = new errors.TemporarilyUnavailable(errorCatalogue.temporarily_unavailable.description, { cause: error, detail: 'the database cannot be reached' });
+  // The library's error classes fix the status at 400, and `expose` keeps the code in the response body.
+  return Object.assign(unavailable, { status: 503, statusCode: 503, expose: true });
+}
+
+/**
+ * Returns the store's `temporarily_unavailable` error behind an error made by `toProviderError`,
+ * and any other error unchanged, for code outside oidc-provider that calls its models.
+ */
+export function fromProviderError(error: unknown): unknown {
+  return error instanceof errors.TemporarilyUnavailable && error.cause instanceof PortcullisError ? error.cause : error;
+}
+
+/** Wraps an async function so that it rethrows errors through `toProviderError`. */
+export function withProviderErrors<A extends unknown[], R>(work: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
+  return async (...args) => {
+    try {
+      return await work(...args);
+    } catch (error) {
+      throw toProviderError(error);
+    }
+  };
+}
+
+/**
  * Builds the oidc-provider storage adapter class over the Portcullis database. Every OAuth artefact
  * lives in one table keyed by model and id. The `Client` model reads the devices table instead.
+ * While the database cannot be reached, each method rejects with oidc-provider's
+ * `temporarily_unavailable` (see `toProviderError`).
  */
 export function createOidcAdapter(store: Store, hooks: OidcAdapterHooks = {}): new (model: string) => Adapter {
+  const StoreOidcAdapter = createStoreAdapter(store, hooks);
+  return class OidcAdapter implements Adapter {
+    private readonly stored: Adapter;
+
+    constructor(model: string) {
+      this.stored = new StoreOidcAdapter(model);
+    }
+
+    upsert(id: string, payload: AdapterPayload, expiresIn?: number) {
+      return rethrownForProvider(this.stored.upsert(id, payload, expiresIn));
+    }
+
+    find(id: string) {
+      return rethrownForProvider(this.stored.find(id));
+    }
+
+    findByUserCode(userCode: string) {
+      return rethrownForProvider(this.stored.findByUserCode(userCode));
+    }
+
+    findByUid(uid: string) {
+      return rethrownForProvider(this.stored.findByUid(uid));
+    }
+
+    consume(id: string) {
+      return rethrownForProvider(this.stored.consume(id));
+    }
+
+    destroy(id: string) {
+      return rethrownForProvider(this.stored.destroy(id));
+    }
+
+    revokeByGrantId(grantId: string) {
+      return rethrownForProvider(this.stored.revokeByGrantId(grantId));
+    }
+  };
+}
+
+function rethrownForProvider<T>(operation: Promise<T>): Promise<T> {
+  return operation.catch((error: unknown) => {
+    throw toProviderError(error);
+  });
+}
+
+function createStoreAdapter(store: Store, hooks: OidcAdapterHooks): new (model: string) => Adapter {
   return class StoreOidcAdapter implements Adapter {
     readonly model: string;
 

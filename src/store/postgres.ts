@@ -1,6 +1,8 @@
 import { Kysely, PostgresAdapter, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 
+import { PortcullisError } from '../errors.ts';
+import { detectOutages, type PostgresOutageEvents } from './postgres-outage.ts';
 import type { Database } from './schema.ts';
 
 /**
@@ -45,11 +47,17 @@ export function describePostgresUrl(databaseUrl: string): string {
   return `${url.hostname || 'the default host'}:${url.port || '5432'}${url.pathname}`;
 }
 
+/** Hooks that report connection trouble of the pool. */
+export interface PostgresPoolEvents extends PostgresOutageEvents {
+  /** Receives the error of an idle connection (a restarted server, a dropped network), which pg then replaces. */
+  onPoolError(error: Error): void;
+}
+
 /**
- * Creates a kysely instance over a pg pool. Connections open on first use; `onPoolError` receives
- * errors of idle connections (a restarted server, a dropped network), which pg then replaces.
+ * Creates a kysely instance over a pg pool. Connections open on first use. While the server cannot
+ * be reached, queries reject with `PortcullisError('temporarily_unavailable')` (see `detectOutages`).
  */
-export function createPostgresDatabase(databaseUrl: string, onPoolError: (error: Error) => void): Kysely<Database> {
+export function createPostgresDatabase(databaseUrl: string, events: PostgresPoolEvents): Kysely<Database> {
   const pool = new pg.Pool({
     connectionString: databaseUrl,
     // Shown in pg_stat_activity; an `application_name` in the URL takes precedence.
@@ -60,8 +68,14 @@ export function createPostgresDatabase(databaseUrl: string, onPoolError: (error:
     types: typeParsers,
   });
   // Without a listener, an error on an idle connection would be an uncaught 'error' event.
-  pool.on('error', onPoolError);
-  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  pool.on('error', (error) => events.onPoolError(error));
+  // pg-pool removes its own error listener from a client while the client is checked out, and pg emits
+  // 'error' on the client when the server ends the connection, even during a query that fails
+  // with the same error. Without a listener of its own, that event would crash the process.
+  pool.on('connect', (client) => {
+    client.on('error', () => {});
+  });
+  return new Kysely<Database>({ dialect: new PostgresDialect({ pool: detectOutages(pool, events) }) });
 }
 
 /**
@@ -74,8 +88,10 @@ export async function currentSchema(db: Kysely<Database>, databaseUrl: string): 
     const { rows } = await sql<{ schema: string | null }>`select current_schema() as schema`.execute(db);
     schema = rows[0]?.schema ?? null;
   } catch (error) {
+    // An unreachable server arrives as temporarily_unavailable, whose message is the public text.
+    const reason = error instanceof PortcullisError && error.cause instanceof Error ? error.cause : error as Error;
     // pg's messages name the host, user or database at most, never the password.
-    throw new Error(`Connecting to PostgreSQL at ${describePostgresUrl(databaseUrl)} failed: ${(error as Error).message}. Check --database-url and that the server accepts connections.`, { cause: error });
+    throw new Error(`Connecting to PostgreSQL at ${describePostgresUrl(databaseUrl)} failed: ${reason.message}. Check --database-url and that the server accepts connections.`, { cause: error });
   }
 
   if (schema === null) {

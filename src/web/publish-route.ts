@@ -5,7 +5,7 @@ import type { ChannelMessage } from '../channels/broker.ts';
 import { exceedsDataDepth } from '../channels/data.ts';
 import { parseChannelName } from '../channels/names.ts';
 import { mayPublish, mayPublishAnywhere, permissionsFromScope, type ChannelPermissions } from '../channels/permissions.ts';
-import { errorBody, PortcullisError, type ErrorCode } from '../errors.ts';
+import { errorBody, PortcullisError, unavailableRetryAfterSeconds, type ErrorCode } from '../errors.ts';
 import { findRevocation } from '../gateway/guard/revocation.ts';
 import { urlCarriesCredentials } from '../gateway/guard/token-in-url.ts';
 import type { VerifiedToken } from '../gateway/token-verifier.ts';
@@ -165,6 +165,9 @@ export function registerPublishRoute(app: FastifyInstance, context: WebContext):
       const challenge = challengeFor(code);
       if (challenge) {
         reply.header('www-authenticate', challenge);
+      }
+      if (code === 'temporarily_unavailable') {
+        reply.header('retry-after', String(unavailableRetryAfterSeconds));
       }
       return reply.code(new PortcullisError(code).status).header('cache-control', 'no-store').send(errorBody(code));
     },

@@ -9,6 +9,16 @@ export function sendError(reply: FastifyReply, code: ErrorCode): FastifyReply {
   return reply.code(error.status).header('cache-control', 'no-store').send(errorBody(code));
 }
 
+/**
+ * Tells whether an openid-client error carries the auth server's `temporarily_unavailable`, which it
+ * returns while the database cannot be reached, from the token endpoint or in an authorization
+ * response.
+ */
+export function isUnavailableResponse(error: unknown): boolean {
+  const isOauthError = error instanceof oauth.ResponseBodyError || error instanceof oauth.AuthorizationResponseError;
+  return isOauthError && error.error === 'temporarily_unavailable';
+}
+
 // openid-client errors may carry the response body; only the code and name are safe to log.
 export function summarizeOauthError(error: unknown): Record<string, unknown> {
   if (error instanceof oauth.ResponseBodyError) {

@@ -2,6 +2,7 @@ import * as oauth from 'openid-client';
 import type { FastifyInstance } from 'fastify';
 
 import { gatewayClientId } from '../auth/provider.ts';
+import { PortcullisError } from '../errors.ts';
 import { sessionCookieName } from '../gateway/handshake.ts';
 import type { VerifiedToken } from '../gateway/token-verifier.ts';
 import { deleteBrowserSession, findBrowserSession, upsertBrowserSession } from '../store/browser-sessions.ts';
@@ -9,7 +10,7 @@ import { epochSeconds } from '../store/database.ts';
 import type { WebContext } from './context.ts';
 import { expiredCookie, readCookie, sessionCookie } from './cookies.ts';
 import { csrfTokenFor, csrfTokenMatches } from './csrf.ts';
-import { sendError, summarizeOauthError } from './responses.ts';
+import { isUnavailableResponse, sendError, summarizeOauthError } from './responses.ts';
 
 interface RotatedSession {
   accessToken: string;
@@ -31,6 +32,10 @@ async function rotateSession(context: WebContext, grantId: string): Promise<Rota
   try {
     tokens = await oauth.refreshTokenGrant(await context.bffClient(), stored.refresh_token);
   } catch (error) {
+    // The refresh token is still good once the database is reachable again, so the session stays.
+    if (isUnavailableResponse(error)) {
+      throw new PortcullisError('temporarily_unavailable', { cause: error });
+    }
     context.logger.warn({ event: 'session.refresh_failed', grant_id: grantId, oauth_error: summarizeOauthError(error) }, 'session refresh refused by the auth server');
     await deleteBrowserSession(context.store, grantId);
     return null;

@@ -11,7 +11,7 @@ import { epochSeconds } from '../store/database.ts';
 import type { WebContext } from './context.ts';
 import { expiredCookie, loginStateCookie, loginStateCookieName, readCookie, sessionCookie } from './cookies.ts';
 import { csrfTokenFor, csrfTokenMatches } from './csrf.ts';
-import { sendError, summarizeOauthError } from './responses.ts';
+import { isUnavailableResponse, sendError, summarizeOauthError } from './responses.ts';
 import { registerRefreshRoute } from './session-refresh.ts';
 import { signValue, verifySignedValue } from './signed-value.ts';
 
@@ -65,6 +65,10 @@ export function registerSessionRoutes(app: FastifyInstance, context: WebContext)
         expectedState: loginState.state,
       });
     } catch (error) {
+      // An outage is no sign of an expired or tampered login, so it is not reported as one.
+      if (isUnavailableResponse(error)) {
+        throw new PortcullisError('temporarily_unavailable', { cause: error });
+      }
       context.logger.warn({ event: 'login.callback_failed', oauth_error: summarizeOauthError(error) }, 'login callback failed');
       return sendError(reply.header('set-cookie', expiredCookie(loginStateCookieName)), 'login_state_invalid');
     }

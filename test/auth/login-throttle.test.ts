@@ -190,4 +190,16 @@ describe('LoginThrottle.reserve', () => {
 
     assert.equal(throttle.reserve(attempt).allowed, true);
   });
+
+  test('cancelled attempts are not counted as failures', () => {
+    const throttle = new LoginThrottle({ now: () => 1_000_000 });
+    const attempt = { username: 'outage', ip: '192.0.2.52' };
+
+    for (let index = 0; index < 20; index += 1) {
+      assert.equal(throttle.reserve(attempt).allowed, true, `attempt ${index + 1}`);
+      throttle.cancel(attempt);
+    }
+
+    assert.equal(throttle.check(attempt).allowed, true);
+  });
 });

@@ -1,6 +1,6 @@
 import type { Store } from '../../store/database.ts';
 import type { HandshakeCheck, HandshakeState } from '../handshake.ts';
-import type { ErrorCode } from '../../errors.ts';
+import { PortcullisError, type ErrorCode } from '../../errors.ts';
 import type { VerifiedToken } from '../token-verifier.ts';
 import { accessTokenCheck } from './access-token.ts';
 import { clientIdCheck } from './client-id.ts';
@@ -45,10 +45,23 @@ export function buildHandshakeChecks(init: GuardInit): HandshakeCheck[] {
   ];
 }
 
-/** Runs the checks in order and returns the first rejection, or undefined when all pass. */
+/**
+ * Runs the checks in order and returns the first rejection, or undefined when all pass. A check that
+ * throws a `PortcullisError`, such as the store's `temporarily_unavailable` while the database cannot
+ * be reached, rejects with its code. Other exceptions propagate.
+ */
 export async function runHandshakeChecks(checks: HandshakeCheck[], state: HandshakeState): Promise<ErrorCode | undefined> {
   for (const check of checks) {
-    const rejection = await check.run(state);
+    let rejection: ErrorCode | undefined;
+    try {
+      rejection = await check.run(state);
+    } catch (error) {
+      if (!(error instanceof PortcullisError)) {
+        throw error;
+      }
+      rejection = error.code;
+    }
+
     if (rejection) {
       return rejection;
     }
