@@ -24,10 +24,19 @@ function readCa(file: string): string {
   }
 }
 
-/** Defaults come from the server options: the public URL, and `<dataDir>/ca.pem` when it exists. */
+// Server settings that make a gateway trust an external issuer; they mean nothing to a device.
+const externalIssuerVariables = new Set(['PORTCULLIS_ROLE', 'PORTCULLIS_ISSUER', 'PORTCULLIS_JWKS_URL', 'PORTCULLIS_ISSUER_CA', 'PORTCULLIS_AUDIENCE', 'PORTCULLIS_TOKEN_ALGORITHMS', 'PORTCULLIS_ACCEPT_JWT_TYPE', 'PORTCULLIS_CLIENT_ID_CLAIM', 'PORTCULLIS_SCOPE_CLAIM']);
+
+/**
+ * Defaults come from the server options: the public URL, and `<dataDir>/ca.pem` when it exists.
+ * `--issuer` here names the device's token issuer; the server's settings for trusting an external
+ * issuer are left out, since they are valid only together with `--role gateway`.
+ */
 function resolveTarget(values: Record<string, unknown>): Target {
-  const options = resolveOptions(values, process.env);
-  const issuer = typeof values.issuer === 'string' ? values.issuer : options.publicUrl;
+  const { issuer: deviceIssuer, ...serverValues } = values;
+  const serverEnv = Object.fromEntries(Object.entries(process.env).filter(([name]) => !externalIssuerVariables.has(name)));
+  const options = resolveOptions(serverValues, serverEnv);
+  const issuer = typeof deviceIssuer === 'string' ? deviceIssuer : process.env.PORTCULLIS_ISSUER || options.publicUrl;
   const defaultUrl = new URL('/ws', options.publicUrl);
   defaultUrl.protocol = 'wss:';
   const url = typeof values.url === 'string' ? values.url : defaultUrl.href;
