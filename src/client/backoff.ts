@@ -59,3 +59,22 @@ export class Backoff {
     this.attempt = 0;
   }
 }
+
+/** The delay before the next attempt, in milliseconds, and whether a server's reconnect hint set it. */
+export interface RetryDelay {
+  retryInMs: number;
+  retryHinted?: true;
+}
+
+/**
+ * Picks the delay before the next attempt. A stopping server's reconnect hint replaces the backoff
+ * delay and resets the attempt count, because the server already spread its hints over its clients.
+ * Without a hint, it takes the next backoff delay, but no less than `notBeforeMs`.
+ */
+export function nextRetry(backoff: Backoff, reconnectAfterMs: number | null, notBeforeMs = 0): RetryDelay {
+  if (reconnectAfterMs !== null) {
+    backoff.reset();
+    return { retryInMs: reconnectAfterMs, retryHinted: true };
+  }
+  return { retryInMs: Math.max(backoff.next(), notBeforeMs) };
+}

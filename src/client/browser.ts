@@ -1,7 +1,7 @@
 // The browser SDK (`portcullis/client`): no Node imports, so esbuild can bundle it as one ES module.
 // The session cookie is HttpOnly, so this code never reads a token, only the CSRF token from /session.
 
-import { Backoff, type BackoffOptions } from './backoff.ts';
+import { Backoff, nextRetry, type BackoffOptions } from './backoff.ts';
 import { ChannelRequests, type ChannelMessage, type ChannelOptions, type ChannelRequestCode, type Publisher, type SubscribedEvent, type SubscriptionEndedEvent } from './channels.ts';
 import {
   decideOnClose,
@@ -114,6 +114,14 @@ function defaultUrl(): string {
 /** The request of `POST /session/refresh`, which must carry the CSRF token. */
 const refreshRequest = (csrfToken: string): RequestInit => ({ method: 'POST', headers: { 'X-CSRF-Token': csrfToken } });
 
+/** One socket and what the client learned on it. */
+interface SocketAttempt {
+  welcomed: boolean;
+  openedAtMs: number | null;
+  /** Clamped `after_ms` of the latest `reconnect` frame on this socket, in milliseconds. */
+  reconnectAfterMs: number | null;
+}
+
 /** The client behind `createBrowserClient`; one socket at a time, replaced on every reconnect. */
 class BrowserConnection implements BrowserClient {
   private readonly options: BrowserClientOptions;
@@ -222,7 +230,7 @@ class BrowserConnection implements BrowserClient {
 
   private openSocket(): void {
     const socket = new WebSocket(this.options.url ?? defaultUrl(), [applicationProtocol, `portcullis.csrf.${this.csrfToken}`]);
-    const attempt = { welcomed: false, openedAtMs: null as number | null };
+    const attempt: SocketAttempt = { welcomed: false, openedAtMs: null, reconnectAfterMs: null };
     this.socket = socket;
 
     socket.addEventListener('open', () => {
@@ -240,7 +248,7 @@ class BrowserConnection implements BrowserClient {
     });
   }
 
-  private receive(socket: WebSocket, attempt: { welcomed: boolean }, text: string): void {
+  private receive(socket: WebSocket, attempt: SocketAttempt, text: string): void {
     const parsed = parseFrameObject(text);
     const frame = parsed ? readControlFrame(parsed) : null;
     if (!frame) {
@@ -262,12 +270,16 @@ class BrowserConnection implements BrowserClient {
       this.options.onTokenRefreshed?.(frame.expiresAt);
       return;
     }
+    if (frame.type === 'reconnect') {
+      attempt.reconnectAfterMs = frame.afterMs;
+      return;
+    }
     if (frame.type === 'expiring' && this.timing && mayRefreshNow(this.timing, Date.now())) {
       this.refreshSoon(0);
     }
   }
 
-  private closed(attempt: { welcomed: boolean; openedAtMs: number | null }, event: CloseEvent): void {
+  private closed(attempt: SocketAttempt, event: CloseEvent): void {
     this.socket = null;
     clearTimeout(this.refreshTimer);
     this.channels.disconnected();
@@ -281,7 +293,7 @@ class BrowserConnection implements BrowserClient {
       return;
     }
     this.refreshBeforeConnect = decision.action === 'refresh_then_reconnect';
-    this.retry(decision.reason, { closeCode: event.code });
+    this.retry(decision.reason, { closeCode: event.code }, attempt.reconnectAfterMs);
   }
 
   private async refreshSession(): Promise<void> {
@@ -318,10 +330,10 @@ class BrowserConnection implements BrowserClient {
     this.refreshTimer = setTimeout(() => void this.refresh(), delayMs);
   }
 
-  private retry(reason: string, detail: Pick<StateChange, 'closeCode' | 'status'> = {}): void {
-    const retryInMs = this.backoff.next();
-    this.transition({ state: 'reconnecting', reason, retryInMs, ...detail });
-    this.reconnectTimer = setTimeout(() => void this.run(reason), retryInMs);
+  private retry(reason: string, detail: Pick<StateChange, 'closeCode' | 'status'> = {}, reconnectAfterMs: number | null = null): void {
+    const retry = nextRetry(this.backoff, reconnectAfterMs);
+    this.transition({ state: 'reconnecting', reason, ...retry, ...detail });
+    this.reconnectTimer = setTimeout(() => void this.run(reason), retry.retryInMs);
   }
 
   private finish(change: StateChange<BrowserClientState>): void {
@@ -344,8 +356,9 @@ class BrowserConnection implements BrowserClient {
 
 /**
  * Creates a browser client: it reads `/session`, opens the socket with the CSRF subprotocol,
- * refreshes the session before it expires, and reconnects with full-jitter backoff. A 401 from
- * `/session` or `/session/refresh` ends in `unauthenticated`; close code 4403 ends in `stopped`.
+ * refreshes the session before it expires, and reconnects with full-jitter backoff, or after the
+ * delay that a stopping server requests in a `reconnect` frame. A 401 from `/session` or
+ * `/session/refresh` ends in `unauthenticated`; close code 4403 ends in `stopped`.
  */
 export function createBrowserClient(options: BrowserClientOptions): BrowserClient {
   return new BrowserConnection(options);

@@ -1,6 +1,6 @@
 import WebSocket from 'ws';
 
-import { Backoff, type BackoffOptions } from './backoff.ts';
+import { Backoff, nextRetry, type BackoffOptions } from './backoff.ts';
 import { ChannelRequests, type ChannelMessage, type ChannelOptions, type ChannelRequestCode, type Publisher, type SubscribedEvent, type SubscriptionEndedEvent } from './channels.ts';
 import {
   decideOnClose,
@@ -39,13 +39,15 @@ interface Attempt {
   openedAtMs: number | null;
   /** Resolvers of `refresh` calls waiting for `auth_ok`. */
   authWaiters: Array<() => void>;
+  /** Clamped `after_ms` of the latest `reconnect` frame on this connection, in milliseconds. */
+  reconnectAfterMs: number | null;
 }
 
 /**
  * A long-lived device connection to a Portcullis gateway. It gets tokens with openid-client,
- * refreshes them in band before they expire, and reconnects with full-jitter backoff. Close codes
- * and handshake statuses decide between reconnecting and stopping for good. Every new connection
- * restores the channel subscriptions.
+ * refreshes them in band before they expire, and reconnects with full-jitter backoff or after the
+ * delay that a stopping server requests. Close codes and handshake statuses decide between
+ * reconnecting and stopping for good. Every new connection restores the channel subscriptions.
  */
 export class DeviceClient {
   private readonly options: DeviceClientOptions;
@@ -169,7 +171,7 @@ export class DeviceClient {
       perMessageDeflate: false,
       followRedirects: false,
     });
-    const attempt: Attempt = { socket, tokenWasFresh: fresh, rejection: null, welcome: null, openedAtMs: null, authWaiters: [] };
+    const attempt: Attempt = { socket, tokenWasFresh: fresh, rejection: null, welcome: null, openedAtMs: null, authWaiters: [], reconnectAfterMs: null };
     this.attempt = attempt;
     this.watch(attempt);
   }
@@ -242,6 +244,10 @@ export class DeviceClient {
       this.notify(() => this.options.onTokenRefreshed?.(frame.expiresAt));
       return;
     }
+    if (frame.type === 'reconnect') {
+      attempt.reconnectAfterMs = frame.afterMs;
+      return;
+    }
     const token = this.tokens.current;
     if (frame.type === 'expiring' && token && mayRefreshNow(token, Date.now())) {
       this.refreshSoon(0);
@@ -265,10 +271,10 @@ export class DeviceClient {
       this.backoff.reset();
     }
     const decision = attempt.rejection ? decideOnRejection(attempt.rejection, attempt.tokenWasFresh) : decideOnClose(code, reason);
-    this.follow(decision, attempt.rejection ? { status: attempt.rejection.status } : { closeCode: code });
+    this.follow(decision, attempt.rejection ? { status: attempt.rejection.status } : { closeCode: code }, attempt.reconnectAfterMs);
   }
 
-  private follow(decision: Decision, detail: Pick<StateChange, 'closeCode' | 'status'>): void {
+  private follow(decision: Decision, detail: Pick<StateChange, 'closeCode' | 'status'>, reconnectAfterMs: number | null = null): void {
     if (this.current === 'stopped') {
       return;
     }
@@ -281,9 +287,9 @@ export class DeviceClient {
       this.tokens.invalidate();
     }
     const notBeforeMs = decision.action === 'reconnect' ? decision.notBeforeMs ?? 0 : 0;
-    const retryInMs = Math.max(this.backoff.next(), notBeforeMs);
-    this.transition({ state: 'reconnecting', reason: decision.reason, retryInMs, ...detail });
-    this.reconnectTimer = setTimeout(() => this.openGuarded(decision.reason), retryInMs);
+    const retry = nextRetry(this.backoff, reconnectAfterMs, notBeforeMs);
+    this.transition({ state: 'reconnecting', reason: decision.reason, ...retry, ...detail });
+    this.reconnectTimer = setTimeout(() => this.openGuarded(decision.reason), retry.retryInMs);
   }
 
   private tokenDecision(error: unknown): Decision {
@@ -366,6 +372,7 @@ export class DeviceClient {
       close_code: change.closeCode,
       status: change.status,
       retry_in_ms: change.retryInMs,
+      retry_hinted: change.retryHinted,
       connection_id: change.welcome?.connectionId,
     }, `device client ${change.state}`);
     this.notify(() => this.options.onStateChange?.(change));

@@ -48,6 +48,8 @@ export interface StateChange<State extends string = ClientState> {
   status?: number;
   /** Delay before the next attempt, in milliseconds; set with `reconnecting`. */
   retryInMs?: number;
+  /** True when `retryInMs` is the `after_ms` of the server's `reconnect` frame, not a backoff delay. */
+  retryHinted?: boolean;
   /** The welcome frame; set with `open`. */
   welcome?: Welcome;
 }
@@ -177,11 +179,18 @@ export function mayRefreshNow(timing: TokenTiming, nowMs: number): boolean {
   return nowMs >= timing.receivedAtMs + (timing.expiresAtMs - timing.receivedAtMs) * minimumTokenAgeShare;
 }
 
+/**
+ * Maximum wait taken from a `reconnect` frame, in milliseconds. A larger `after_ms` is clamped to it.
+ * It equals the largest `--drain-window` the server accepts, so no hint of a correct server is cut.
+ */
+export const maxReconnectAfterMs = 10 * 60_000;
+
 /** A frame the server sends to manage the connection, as opposed to application data. */
 export type ControlFrame =
   | { type: 'welcome'; welcome: Welcome }
   | { type: 'expiring'; expiresAt: number }
-  | { type: 'auth_ok'; expiresAt: number };
+  | { type: 'auth_ok'; expiresAt: number }
+  | { type: 'reconnect'; afterMs: number };
 
 /** Parses a text frame as a JSON object. Returns null for any other text. */
 export function parseFrameObject(text: string): Record<string, unknown> | null {
@@ -200,6 +209,9 @@ export function parseFrameObject(text: string): Record<string, unknown> | null {
 
 /** Reads a control frame from a parsed frame. Returns null for any other frame, such as a channel frame. */
 export function readControlFrame(frame: Record<string, unknown>): ControlFrame | null {
+  if (frame.type === 'reconnect') {
+    return readReconnectFrame(frame);
+  }
   if (typeof frame.expires_at !== 'number') {
     return null;
   }
@@ -220,6 +232,15 @@ export function readControlFrame(frame: Record<string, unknown>): ControlFrame |
     return { type: frame.type, expiresAt: frame.expires_at };
   }
   return null;
+}
+
+// The clamp keeps a wrong or hostile `after_ms` from delaying the client longer than any drain window.
+// A hint that is not a number is ignored, so the client falls back to its backoff.
+function readReconnectFrame(frame: Record<string, unknown>): ControlFrame | null {
+  if (typeof frame.after_ms !== 'number' || Number.isNaN(frame.after_ms)) {
+    return null;
+  }
+  return { type: 'reconnect', afterMs: Math.min(Math.max(0, Math.floor(frame.after_ms)), maxReconnectAfterMs) };
 }
 
 /** Reads a control frame from text. Returns null for any other text. */

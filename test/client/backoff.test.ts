@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { Backoff, backoffCeilingMs } from '../../src/client/backoff.ts';
+import { Backoff, backoffCeilingMs, nextRetry } from '../../src/client/backoff.ts';
 
 /** A `random` that returns the given values in turn. */
 function sequence(...values: number[]): () => number {
@@ -56,6 +56,27 @@ test('default random spreads delays', () => {
   const delays = new Set(Array.from({ length: 50 }, () => new Backoff().next()));
   assert.ok(delays.size > 1, 'fifty first delays were all equal');
   assert.ok([...delays].every((delay) => delay >= 0 && delay < 500));
+});
+
+test('reconnect hint replaces backoff delay', () => {
+  const backoff = new Backoff({ random: () => 0.5 });
+  backoff.next();
+  backoff.next();
+
+  assert.deepEqual(nextRetry(backoff, 4211), { retryInMs: 4211, retryHinted: true });
+  assert.equal(backoff.attempts, 0, 'the hint did not reset the attempt count');
+  assert.deepEqual(nextRetry(backoff, null), { retryInMs: 250 });
+  assert.equal(backoff.attempts, 1);
+});
+
+test('zero hint is still a hint', () => {
+  assert.deepEqual(nextRetry(new Backoff({ random: () => 0.5 }), 0, 7000), { retryInMs: 0, retryHinted: true });
+});
+
+test('without hint retry-after is a floor', () => {
+  const backoff = new Backoff({ random: () => 0.5 });
+  assert.deepEqual(nextRetry(backoff, null, 7000), { retryInMs: 7000 });
+  assert.deepEqual(nextRetry(backoff, null, 10), { retryInMs: 500 });
 });
 
 for (const [name, options] of [

@@ -31,7 +31,7 @@ interface PageMessage {
 
 /** What the page's client reported, in order. */
 type PageEvent =
-  | { kind: 'state'; state: string; reason: string; closeCode?: number; status?: number; welcome?: { connectionId: string; sub: string; clientId: string; scope: string } }
+  | { kind: 'state'; state: string; reason: string; closeCode?: number; status?: number; retryInMs?: number; retryHinted?: boolean; welcome?: { connectionId: string; sub: string; clientId: string; scope: string } }
   | { kind: 'message'; message: PageMessage }
   | { kind: 'subscription_message'; subscription: string; message: PageMessage }
   | { kind: 'subscribed'; channel: string; restored: boolean }
@@ -289,6 +289,46 @@ test('restart drops subscription no longer allowed', stepTimeout, async () => {
     assert.deepEqual(messages, [[inbox, { text: 'after the restart' }]]);
     const subscriptions = await otherPage.evaluate(() => (window as unknown as PageGlobals).portcullisClient.subscriptions);
     assert.deepEqual(subscriptions, [`users/${username}/#`]);
+  } finally {
+    await otherPage.close();
+    await second?.close();
+    await first.close();
+  }
+});
+
+test('restart waits the reconnect hint', stepTimeout, async () => {
+  const dataDir = temporaryDataDir();
+  fs.copyFileSync(path.join(server.dataDir, 'ca.pem'), path.join(dataDir, 'ca.pem'));
+  fs.cpSync(path.join(server.dataDir, 'tls'), path.join(dataDir, 'tls'), { recursive: true });
+  // Short, so that the hinted wait is short; no assertion depends on how long anything took.
+  const first = await startTestServer({ dataDir, drainWindowMs: 300 });
+  let second: TestServer | undefined;
+  const otherPage = await browser.context.newPage();
+  // Chromium reports the frames it received, so the test reads the hint the page got without an SDK hook.
+  const hints: number[] = [];
+  otherPage.on('websocket', (socket) => socket.on('framereceived', ({ payload }) => {
+    const frame = JSON.parse(payload.toString()) as { type: string; after_ms?: number };
+    if (frame.type === 'reconnect') {
+      hints.push(frame.after_ms!);
+    }
+  }));
+  try {
+    await addUser(first, username, password);
+    const session = await scriptedLogin(first, username, password);
+    await browser.context.addCookies([{ name: '__Host-portcullis-session', value: session.sessionToken, url: first.url, secure: true, httpOnly: true, sameSite: 'Strict' }]);
+    await otherPage.goto(`${first.url}/`);
+    await otherPage.evaluate(startClientScript());
+    await waitForEvent('state', 'open', otherPage);
+
+    await first.close();
+    second = await startTestServer({ dataDir, port: first.port });
+    await waitForEvent('state', 'open', otherPage, 2);
+
+    const states = (await otherPage.evaluate(() => (window as unknown as PageGlobals).portcullisEvents)).filter((event) => event.kind === 'state');
+    assert.equal(hints.length, 1);
+    const retry = states.find((event) => event.state === 'reconnecting');
+    assert.deepEqual(retry, { kind: 'state', state: 'reconnecting', reason: 'going_away', closeCode: 1001, retryInMs: hints[0], retryHinted: true });
+    assert.equal(states.at(-1)?.state, 'open');
   } finally {
     await otherPage.close();
     await second?.close();

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
+import { validateOptions } from '../../src/config/options.ts';
 import {
   decideOnClose,
   decideOnRejection,
   mayRefreshNow,
+  maxReconnectAfterMs,
   maxRetryAfterMs,
   parseControlFrame,
   parseRetryAfter,
@@ -109,3 +111,29 @@ for (const text of ['hello', '{"type":"chat","expires_at":1}', '{"type":"message
     assert.equal(parseControlFrame(text), null);
   });
 }
+
+const reconnectCases: Array<[text: string, afterMs: number]> = [
+  ['{"type":"reconnect","after_ms":4211}', 4211],
+  ['{"type":"reconnect","after_ms":0}', 0],
+  ['{"type":"reconnect","after_ms":250.9}', 250],
+  ['{"type":"reconnect","after_ms":-5}', 0],
+  ['{"type":"reconnect","after_ms":600001}', maxReconnectAfterMs],
+  ['{"type":"reconnect","after_ms":1e999}', maxReconnectAfterMs],
+];
+
+for (const [text, afterMs] of reconnectCases) {
+  test(`reconnect hint ${text} waits ${afterMs} ms`, () => {
+    assert.deepEqual(parseControlFrame(text), { type: 'reconnect', afterMs });
+  });
+}
+
+for (const text of ['{"type":"reconnect"}', '{"type":"reconnect","after_ms":"500"}', '{"type":"reconnect","after_ms":null}', '{"type":"reconnect","after_ms":[500]}', '{"type":"reconnect","after_ms":true}']) {
+  test(`reconnect hint ${text} is ignored`, () => {
+    assert.equal(parseControlFrame(text), null);
+  });
+}
+
+test('hint limit covers the largest drain window', () => {
+  assert.equal(validateOptions({ drainWindowMs: maxReconnectAfterMs }).drainWindowMs, maxReconnectAfterMs);
+  assert.throws(() => validateOptions({ drainWindowMs: maxReconnectAfterMs + 1 }), /drainWindowMs/);
+});

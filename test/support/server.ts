@@ -69,6 +69,9 @@ export async function startTestServer(overrides: Partial<Options> & { logs?: str
     handshakesPerClientPerMinute: 100_000,
     maxConnectionsPerClient: 10_000,
     maxConnectionsPerUser: 10_000,
+    // SDK clients of a stopped server wait their reconnect hint, drawn from this window, so restart
+    // tests stay short. Tests of the shutdown itself set their own.
+    drainWindowMs: 200,
     ...optionOverrides,
   });
 
