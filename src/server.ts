@@ -131,8 +131,10 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
   const verifyToken = trust.verifyToken;
   // The browser drops the cookie at expiry anyway, so a short grace covers clock skew and slow requests.
   const verifyExpiredSessionToken = trust.verifyWithGrace(sessionGraceSeconds);
-  const findRevocationOf = (kind: 'browser' | 'device', token: VerifiedToken) => findRevocation(store, kind, token, { deviceRegistry: trust.builtInIssuer });
+  const revocationScope = { deviceRegistry: trust.builtInIssuer };
+  const findRevocationOf = (kind: 'browser' | 'device', token: VerifiedToken) => findRevocation(store, kind, token, revocationScope);
 
+  const publicHost = new URL(options.publicUrl).host;
   let server!: https.Server;
   const app = Fastify({
     bodyLimit: 64 * 1024,
@@ -154,6 +156,12 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
         handleRequest(request, response, () => {
           const path = pathWithoutQuery(request.url);
           if (providerCallback && (path.startsWith('/oauth/') || path.startsWith('/.well-known/'))) {
+            // oidc-provider builds its endpoint URLs from the request's host and scheme, and with a
+            // trusted proxy Koa believes forwarded headers from any peer. The public URL is fixed,
+            // so a forged Host must not reach discovery.
+            request.headers.host = publicHost;
+            delete request.headers['x-forwarded-host'];
+            delete request.headers['x-forwarded-proto'];
             providerCallback(request, response);
             return;
           }
@@ -188,6 +196,7 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
     store,
     logger,
     auth,
+    revocationScope,
     verifyToken,
     verifyExpiredSessionToken,
     bffClient: createBffClient({
@@ -217,6 +226,7 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
     limits: options,
     createRateLimiter: cluster?.createRateLimiter,
     reserveSlot: cluster?.reserveSlot,
+    deviceLimitKey: trust.builtInIssuer ? undefined : (token) => `${token.clientId} ${token.sub}`,
     services: {
       logger,
       maxBufferedBytes: options.maxBufferedBytes,
@@ -247,10 +257,7 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
     keyRing,
     broker,
     maxPayloadBytes: options.maxPayloadBytes,
-    announceRevocation: (revocation) => {
-      revocations.applyAnnounced(revocation);
-      cluster?.announceRevocation(revocation);
-    },
+    announceRevocation: (revocation) => revocations.applyRecorded(revocation),
   }, logger);
 
   const pruneTimer = setInterval(() => {

@@ -52,6 +52,7 @@ export const optionSources: readonly OptionSource[] = [
   { option: 'acceptJwtType', flag: 'accept-jwt-type', env: 'PORTCULLIS_ACCEPT_JWT_TYPE' },
   { option: 'clientIdClaim', flag: 'client-id-claim', env: 'PORTCULLIS_CLIENT_ID_CLAIM' },
   { option: 'scopeClaim', flag: 'scope-claim', env: 'PORTCULLIS_SCOPE_CLAIM' },
+  { option: 'tokenIdClaim', flag: 'token-id-claim', env: 'PORTCULLIS_TOKEN_ID_CLAIM' },
   { option: 'logLevel', flag: 'log-level', env: 'PORTCULLIS_LOG_LEVEL' },
 ];
 

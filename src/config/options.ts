@@ -89,6 +89,8 @@ export interface Options {
   clientIdClaim: string;
   /** Claim of an external issuer's token that holds the scopes (string or array). Default `scope`. */
   scopeClaim: string;
+  /** Claim of an external issuer's token that identifies the token, for revocation. Default `jti`. */
+  tokenIdClaim: string;
   /** pino log level. Default `info`. */
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
@@ -135,6 +137,7 @@ export const defaultOptions: Readonly<Options> = Object.freeze({
   acceptJwtType: false,
   clientIdClaim: 'client_id',
   scopeClaim: 'scope',
+  tokenIdClaim: 'jti',
   logLevel: 'info',
 });
 
@@ -259,13 +262,14 @@ function requireHttpsUrl(name: string, value: unknown): string {
   } catch {
     throw new OptionsError(`${name} must be an absolute https:// URL, got ${JSON.stringify(text)}.`);
   }
-  if (url.protocol !== 'https:' || url.username || url.password || url.hash) {
-    throw new OptionsError(`${name} must be an https:// URL without credentials or fragment, got ${JSON.stringify(text)}.`);
+  // An empty `?` or `#` leaves `search` and `hash` empty, so the text itself is checked.
+  if (url.protocol !== 'https:' || url.username || url.password || /[#?\s]/.test(text)) {
+    throw new OptionsError(`${name} must be an https:// URL without credentials, query, fragment or spaces, got ${JSON.stringify(text)}.`);
   }
   return text;
 }
 
-type IssuerTrust = Pick<Options, 'issuer' | 'jwksUrl' | 'issuerCaFile' | 'audience' | 'tokenAlgorithms' | 'acceptJwtType' | 'clientIdClaim' | 'scopeClaim'>;
+type IssuerTrust = Pick<Options, 'issuer' | 'jwksUrl' | 'issuerCaFile' | 'audience' | 'tokenAlgorithms' | 'acceptJwtType' | 'clientIdClaim' | 'scopeClaim' | 'tokenIdClaim'>;
 
 /** Checks the options that make a gateway trust an external issuer; they only make sense together. */
 function validateIssuerTrust(merged: Record<string, unknown>, role: Role): IssuerTrust {
@@ -293,13 +297,14 @@ function validateIssuerTrust(merged: Record<string, unknown>, role: Role): Issue
     acceptJwtType: requireBoolean('acceptJwtType (--accept-jwt-type)', merged.acceptJwtType),
     clientIdClaim: claimName('clientIdClaim (--client-id-claim)', merged.clientIdClaim),
     scopeClaim: claimName('scopeClaim (--scope-claim)', merged.scopeClaim),
+    tokenIdClaim: claimName('tokenIdClaim (--token-id-claim)', merged.tokenIdClaim),
   };
 
   if (issuer === null) {
-    const external = (['jwksUrl', 'issuerCaFile', 'audience', 'tokenAlgorithms', 'acceptJwtType', 'clientIdClaim', 'scopeClaim'] as const)
+    const external = (['jwksUrl', 'issuerCaFile', 'audience', 'tokenAlgorithms', 'acceptJwtType', 'clientIdClaim', 'scopeClaim', 'tokenIdClaim'] as const)
       .filter((key) => JSON.stringify(trust[key]) !== JSON.stringify(defaultOptions[key]));
     if (external.length > 0) {
-      throw new OptionsError(`${external.join(', ')} only apply with issuer (--issuer), which names an external token issuer.`);
+      throw new OptionsError(`${external.join(', ')} ${external.length === 1 ? 'applies' : 'apply'} only with issuer (--issuer), which names an external token issuer.`);
     }
     return trust;
   }

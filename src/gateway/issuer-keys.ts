@@ -1,9 +1,8 @@
-import fs from 'node:fs';
-import tls from 'node:tls';
-
 import { createLocalJWKSet, createRemoteJWKSet, customFetch, errors, type JWK, type JWTVerifyGetKey, type RemoteJWKSet } from 'jose';
 import type { Logger } from 'pino';
-import { Agent, fetch as undiciFetch } from 'undici';
+
+import { ThrottledWarning } from '../cluster/throttled-warning.ts';
+import { createIssuerFetch, discoverJwksUrl, issuerFetchTimeoutMs, readIssuerCa } from './issuer-fetch.ts';
 
 /** Where the gateway finds the keys that sign the access tokens it accepts. */
 export interface IssuerKeys {
@@ -35,11 +34,10 @@ export interface RemoteIssuerOptions {
 
 // A token with an unknown `kid` triggers a refetch at most this often, so forged tokens cannot flood the issuer.
 const defaultCooldownMs = 30_000;
-const fetchTimeoutMs = 5_000;
 // Keys stay usable this long after the last fetch, so a short issuer outage does not stop handshakes.
 const cacheMaxAgeMs = 3_600_000;
-// A failed discovery is retried no sooner than this.
-const discoveryRetryMs = 5_000;
+// After a failed fetch of the metadata or the keys, the issuer is left alone this long.
+const failureBackOffMs = 5_000;
 
 /** Keys of the built-in auth server, read from the shared store; `keys` returns a new array after a rotation. */
 export function localIssuerKeys(keys: () => JWK[]): IssuerKeys {
@@ -64,54 +62,90 @@ export function localIssuerKeys(keys: () => JWK[]): IssuerKeys {
  * Keys of an external issuer, fetched over HTTPS with jose's remote JWKS set: cached, refetched on
  * an unknown `kid` at most once per cooldown. Without `jwksUrl`, the `jwks_uri` comes from the
  * issuer's OpenID Connect or OAuth metadata, whose `issuer` must equal the configured one.
+ *
+ * jose starts its cooldown only after a successful fetch, so a failed fetch starts a back-off here:
+ * until it ends, tokens are checked against the keys fetched before and nothing is fetched, which
+ * keeps forged tokens from turning an issuer outage into a request per handshake.
  */
 export function remoteIssuerKeys(options: RemoteIssuerOptions): IssuerKeys {
-  const fetchFromIssuer = createIssuerFetch(options.caFile);
+  const fetchFromIssuer = createIssuerFetch(options.caFile ? readIssuerCa(options.caFile) : null);
   const cooldownMs = options.cooldownMs ?? defaultCooldownMs;
+  const failureWarning = new ThrottledWarning(options.logger);
   let remoteSet: Promise<RemoteJWKSet> | null = null;
+  let backOffUntil = 0;
   let lastProbeAt = 0;
   let lastProbeResult = false;
 
+  const noteFailure = (error: unknown, event: string) => {
+    backOffUntil = Date.now() + failureBackOffMs;
+    failureWarning.warn({ event, issuer: options.issuer, err: error, retry_in_ms: failureBackOffMs }, 'the token issuer could not be reached');
+  };
+
   const resolveSet = (): Promise<RemoteJWKSet> => {
     if (!remoteSet) {
-      remoteSet = (options.jwksUrl ? Promise.resolve(options.jwksUrl) : discoverJwksUrl(options.issuer, fetchFromIssuer))
+      const pending = (options.jwksUrl ? Promise.resolve(options.jwksUrl) : discoverJwksUrl(options.issuer, fetchFromIssuer))
         .then((url) => createRemoteJWKSet(new URL(url), {
           cooldownDuration: cooldownMs,
-          timeoutDuration: fetchTimeoutMs,
+          timeoutDuration: issuerFetchTimeoutMs,
           cacheMaxAge: cacheMaxAgeMs,
           [customFetch]: fetchFromIssuer,
         }));
-      remoteSet.catch((error) => {
-        options.logger.warn({ event: 'issuer.discovery_failed', issuer: options.issuer, err: error }, 'issuer metadata could not be read');
-        setTimeout(() => { remoteSet = null; }, discoveryRetryMs).unref();
+      remoteSet = pending;
+      pending.catch((error) => {
+        noteFailure(error, 'issuer.discovery_failed');
+        remoteSet = null;
       });
     }
     return remoteSet;
   };
 
+  // During a back-off only the keys fetched before count; an unknown kid waits for the next fetch.
+  const fromCache = async (set: RemoteJWKSet | null, header: Parameters<JWTVerifyGetKey>[0], token: Parameters<JWTVerifyGetKey>[1]) => {
+    const cached = set?.jwks();
+    if (!cached) {
+      throw new IssuerUnavailableError(new Error('backing off after a failed fetch'));
+    }
+    try {
+      return await createLocalJWKSet(cached)(header, token);
+    } catch (error) {
+      throw error instanceof errors.JWKSNoMatchingKey ? new IssuerUnavailableError(error) : error;
+    }
+  };
+
   return {
     async getKey(header, token) {
+      if (Date.now() < backOffUntil) {
+        return fromCache(remoteSet ? await remoteSet.catch(() => null) : null, header, token);
+      }
+
       let set: RemoteJWKSet;
       try {
         set = await resolveSet();
+      } catch (error) {
+        throw new IssuerUnavailableError(error);
+      }
+      try {
         return await set(header, token);
       } catch (error) {
-        throw isKeySelectionError(error) ? error : new IssuerUnavailableError(error);
+        if (isKeySelectionError(error)) {
+          throw error;
+        }
+        noteFailure(error, 'issuer.jwks_failed');
+        throw new IssuerUnavailableError(error);
       }
     },
+    // Fetches the key set itself, not only the cache, so a load balancer learns of an issuer outage
+    // even while cached keys still verify tokens.
     async probe() {
-      // A failed probe is repeated sooner, so a node turns ready soon after its issuer returns.
-      if (Date.now() - lastProbeAt < (lastProbeResult ? cooldownMs : discoveryRetryMs)) {
+      if (Date.now() - lastProbeAt < (lastProbeResult ? cooldownMs : failureBackOffMs)) {
         return lastProbeResult;
       }
       lastProbeAt = Date.now();
       try {
-        const set = await resolveSet();
-        if (!set.fresh) {
-          await set.reload();
-        }
+        await (await resolveSet()).reload();
         lastProbeResult = true;
-      } catch {
+      } catch (error) {
+        noteFailure(error, 'issuer.jwks_failed');
         lastProbeResult = false;
       }
       return lastProbeResult;
@@ -126,40 +160,4 @@ function isKeySelectionError(error: unknown): boolean {
     || error instanceof errors.JOSENotSupported
     || error instanceof errors.JOSEAlgNotAllowed
     || error instanceof errors.JWSInvalid;
-}
-
-type IssuerFetch = (url: string, init: { headers?: Headers; method?: 'GET'; redirect?: 'manual'; signal?: AbortSignal }) => Promise<Response>;
-
-function createIssuerFetch(caFile: string | null): IssuerFetch {
-  const ca = caFile ? [...tls.rootCertificates, fs.readFileSync(caFile, 'utf8')] : undefined;
-  const dispatcher = new Agent({ connect: { ca } });
-  // Redirects are not followed, so the issuer's metadata cannot send the gateway to another host.
-  return (url, init) => undiciFetch(url, { ...init, redirect: 'manual', dispatcher } as Parameters<typeof undiciFetch>[1]) as unknown as Promise<Response>;
-}
-
-async function discoverJwksUrl(issuer: string, fetchFromIssuer: IssuerFetch): Promise<string> {
-  const base = issuer.replace(/\/+$/, '');
-  let lastError: unknown = null;
-
-  for (const path of ['/.well-known/openid-configuration', '/.well-known/oauth-authorization-server']) {
-    try {
-      const response = await fetchFromIssuer(`${base}${path}`, { signal: AbortSignal.timeout(fetchTimeoutMs) });
-      if (response.status !== 200) {
-        lastError = new Error(`${path} answered ${response.status}`);
-        continue;
-      }
-
-      const metadata = await response.json() as { issuer?: unknown; jwks_uri?: unknown };
-      if (metadata.issuer !== issuer) {
-        throw new Error(`the metadata names issuer ${JSON.stringify(metadata.issuer)}, not the configured ${JSON.stringify(issuer)}`);
-      }
-      if (typeof metadata.jwks_uri !== 'string' || !metadata.jwks_uri.startsWith('https://')) {
-        throw new Error('the metadata has no https:// jwks_uri');
-      }
-      return metadata.jwks_uri;
-    } catch (error) {
-      lastError = error;
-    }
-  }
-  throw lastError;
 }

@@ -15,7 +15,7 @@ export interface RevocationServiceOptions {
    * Called after each revocation this process records, to tell the other nodes at once. The Redis
    * bridge sets it; without Redis, other nodes learn of the revocation from the database poll.
    */
-  announce?: (revocation: Revocation) => void;
+  announce?: (revocation: RevocationNotice) => void;
 }
 
 /** The part of a revocation that closes connections, as read back or received from another node. */
@@ -25,7 +25,7 @@ export type RevocationNotice = Pick<Revocation, 'kind' | 'value' | 'reason'>;
 const failureLogIntervalMs = 60_000;
 
 /** Origin of a revocation, logged with `revocation.applied`: this process, the database poll or Redis. */
-type RevocationSource = 'local' | 'database' | 'redis';
+type RevocationSource = 'local' | 'command' | 'database' | 'redis';
 
 /**
  * Records revocations and closes the live sockets they cover. Revocations made in this process
@@ -62,6 +62,15 @@ export class RevocationService {
   async revoke(revocation: Revocation): Promise<void> {
     await recordRevocation(this.options.store, revocation);
     this.apply(revocation, 'local');
+    this.options.announce?.(revocation);
+  }
+
+  /**
+   * Closes the live connections of this process that a revocation a management command recorded
+   * covers, and announces it to other nodes, so they act before their next database poll.
+   */
+  applyRecorded(revocation: RevocationNotice): void {
+    this.apply(revocation, 'command');
     this.options.announce?.(revocation);
   }
 
@@ -136,7 +145,8 @@ export class RevocationService {
         closed = registry.closeSubject(revocation.value, revocation.reason);
         break;
       case 'token':
-        closed = registry.closeTokenId(revocation.value.slice(revocation.value.lastIndexOf(' ') + 1), revocation.reason);
+        // The value is the issuer, a space and the `jti`; an issuer has no space, a `jti` may.
+        closed = registry.closeTokenId(revocation.value.slice(revocation.value.indexOf(' ') + 1), revocation.reason);
         break;
     }
     if (closed > 0) {

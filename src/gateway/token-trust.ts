@@ -36,6 +36,7 @@ export function buildTokenTrust(options: Readonly<Options>, localKeys: () => JWK
         acceptJwtType: options.acceptJwtType,
         clientIdClaim: options.clientIdClaim,
         scopeClaim: options.scopeClaim,
+        tokenIdClaim: options.tokenIdClaim,
       }
     : {
         issuer: options.publicUrl,
@@ -44,6 +45,7 @@ export function buildTokenTrust(options: Readonly<Options>, localKeys: () => JWK
         acceptJwtType: false,
         clientIdClaim: 'client_id',
         scopeClaim: 'scope',
+        tokenIdClaim: 'jti',
       };
 
   const verifyWithGrace = (extraLeewaySeconds: number) => createTokenVerifier({

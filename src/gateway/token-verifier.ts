@@ -29,6 +29,8 @@ export interface TokenVerifierOptions {
   clientIdClaim: string;
   /** Claim that holds the granted scopes, as a space-separated string or an array of strings. */
   scopeClaim: string;
+  /** Claim that identifies the token, for the deny-list: `jti` in RFC 9068, `uti` at Entra ID. */
+  tokenIdClaim: string;
   clockLeewaySeconds: number;
 }
 
@@ -81,7 +83,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): (token: stri
         algorithms,
         clockTolerance: options.clockLeewaySeconds,
         // jose accepts a token without `exp` unless it is required here.
-        requiredClaims: ['exp', 'iat', 'jti', 'sub'],
+        requiredClaims: ['exp', 'iat', 'sub'],
       });
       if (!typeAccepted(verified.protectedHeader.typ, options.acceptJwtType)) {
         throw new PortcullisError('token_invalid');
@@ -99,7 +101,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): (token: stri
 
     const sub = claimString(payload, 'sub');
     const clientId = claimString(payload, options.clientIdClaim);
-    const jti = claimString(payload, 'jti');
+    const jti = claimString(payload, options.tokenIdClaim);
     if (!sub || !clientId || !jti || typeof payload.exp !== 'number') {
       throw new PortcullisError('token_invalid');
     }

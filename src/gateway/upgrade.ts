@@ -14,6 +14,7 @@ import { createHandshakeLimits, type RateLimiterFactory } from './handshake-limi
 import { Heartbeat } from './heartbeat.ts';
 import { rejectUpgrade } from './reject.ts';
 import type { ConnectionOwner, ConnectionSlot } from './registry.ts';
+import type { VerifiedToken } from './token-verifier.ts';
 import { applicationProtocol, headerValues, parseOfferedProtocols, type HandshakeCheck, type HandshakeState } from './handshake.ts';
 
 /** Path of the WebSocket endpoint. */
@@ -44,6 +45,11 @@ export interface UpgradeHandlerInit {
    * Defaults to the registry's count of this process; with Redis, the cluster's count.
    */
   reserveSlot?: (owner: ConnectionOwner, limit: number) => Promise<ConnectionSlot | null>;
+  /**
+   * What the per-client handshake rate and connection cap count a bearer token by; default its
+   * client id. An external issuer's app may act for many users, so there it is client and subject.
+   */
+  deviceLimitKey?: (token: VerifiedToken) => string;
   /** Services accepted connections use: registry, token verification and revocation lookups. */
   services: ConnectionServices;
 }
@@ -69,6 +75,7 @@ interface Rejection {
 export function createUpgradeHandler(init: UpgradeHandlerInit) {
   const { limits: limitOptions, services } = init;
   const limits = createHandshakeLimits(limitOptions, init.createRateLimiter);
+  const deviceLimitKey = init.deviceLimitKey ?? ((token: VerifiedToken) => token.clientId);
   const heartbeat = new Heartbeat({ intervalMs: limitOptions.heartbeatIntervalMs, logger: init.logger });
   heartbeat.start();
 
@@ -123,7 +130,7 @@ export function createUpgradeHandler(init: UpgradeHandlerInit) {
     // Counted only after the token and X-Client-Id are verified. Client ids are not secret, so
     // counting unauthenticated attempts would let anyone use up a device's budget and lock it out.
     if (state.kind === 'device') {
-      const clientDecision = await limits.perClient.consume(state.verified!.clientId);
+      const clientDecision = await limits.perClient.consume(deviceLimitKey(state.verified!));
       if (!clientDecision.allowed) {
         reject(request, socket, { code: 'rate_limited', retryAfterSeconds: clientDecision.retryAfterSeconds });
         return;
@@ -150,7 +157,7 @@ export function createUpgradeHandler(init: UpgradeHandlerInit) {
 
   async function reserveSlot(state: HandshakeState): Promise<ConnectionSlot | null> {
     const verified = state.verified!;
-    const owner: ConnectionOwner = state.kind === 'browser' ? { kind: 'browser', sub: verified.sub } : { kind: 'device', clientId: verified.clientId };
+    const owner: ConnectionOwner = state.kind === 'browser' ? { kind: 'browser', sub: verified.sub } : { kind: 'device', clientId: deviceLimitKey(verified) };
     const limit = owner.kind === 'browser' ? limitOptions.maxConnectionsPerUser : limitOptions.maxConnectionsPerClient;
     if (init.reserveSlot) {
       return init.reserveSlot(owner, limit);

@@ -8,6 +8,7 @@ import type { LoginThrottle } from '../auth/login-throttle.ts';
 import type { Options } from '../config/options.ts';
 import type { Store } from '../store/database.ts';
 import type { ConnectionRegistry } from '../gateway/registry.ts';
+import type { RevocationScope } from '../gateway/guard/revocation.ts';
 import type { RevocationService } from '../gateway/revocations.ts';
 import type { VerifiedToken } from '../gateway/token-verifier.ts';
 
@@ -18,6 +19,8 @@ export interface WebContext {
   logger: Logger;
   /** The current auth server, replaced after a signing-key rotation, so read it per request; null with `--role gateway`. */
   auth: { provider: Provider } | null;
+  /** What the revocation check consults: the device registry only for the built-in auth server's tokens. */
+  revocationScope: RevocationScope;
   /** Verifies an access token exactly as the handshake does. */
   verifyToken: (token: string) => Promise<VerifiedToken>;
   /** Verifies a session token like `verifyToken` but accepts it up to five minutes past `exp`, for logout and refresh. */

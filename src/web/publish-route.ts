@@ -102,7 +102,7 @@ async function checkCaller(context: WebContext, request: FastifyRequest): Promis
     throw new PortcullisError('token_invalid');
   }
 
-  const revocation = await findRevocation(context.store, 'device', verified);
+  const revocation = await findRevocation(context.store, 'device', verified, context.revocationScope);
   if (revocation) {
     throw new PortcullisError(revocation);
   }

@@ -73,7 +73,7 @@ describe('revocation bridge', () => {
     assert.equal(applied[0].closed, 1);
   });
 
-  test('devices remove reaches node B by poll', async () => {
+  test('devices remove run on node A reaches node B', async () => {
     const device = await addDevice(pair.a, 'cluster-removed');
     const socket = await openDeviceSocket(pair.b, { clientId: device.client_id, accessToken: await deviceToken(pair.a, device) });
 
@@ -82,7 +82,9 @@ describe('revocation bridge', () => {
 
     const closed = await socket.waitForClose();
     assert.equal(closed.code, 4403);
+    // Node A announces the recorded revocation through Redis, and node B also polls the database;
+    // whichever comes first closes the socket, and the other finds nothing left to close.
     const applied = await waitForLogEvent(pair.b, 'revocation.applied', (entry) => entry.kind === 'client');
-    assert.equal(applied.source, 'database');
+    assert.ok(['redis', 'database'].includes(String(applied.source)), String(applied.source));
   });
 });

@@ -316,11 +316,13 @@ describe('roles and external issuers', () => {
   test('an http:// issuer or one with credentials is refused', () => {
     assertOptionsError(() => validateOptions({ ...external, issuer: 'http://id.example.test' }), /issuer \(--issuer\) must be an https:\/\/ URL/);
     assertOptionsError(() => validateOptions({ ...external, issuer: 'https://user:pw@id.example.test' }), /without credentials/);
+    assertOptionsError(() => validateOptions({ ...external, issuer: 'https://id.example.test/#' }), /without credentials, query, fragment or spaces/);
+    assertOptionsError(() => validateOptions({ ...external, jwksUrl: 'https://id.example.test/keys?' }), /jwksUrl \(--jwks-url\) must be an https:\/\/ URL/);
   });
 
   test('issuer settings without an issuer are refused', () => {
-    assertOptionsError(() => validateOptions({ audience: 'portcullis' }), /audience only apply with issuer/);
-    assertOptionsError(() => validateOptions({ clientIdClaim: 'azp' }), /clientIdClaim only apply with issuer/);
+    assertOptionsError(() => validateOptions({ audience: 'portcullis' }), /audience applies only with issuer/);
+    assertOptionsError(() => validateOptions({ clientIdClaim: 'azp' }), /clientIdClaim applies only with issuer/);
   });
 
   test('flags reach the options', () => {

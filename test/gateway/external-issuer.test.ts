@@ -13,7 +13,7 @@ import { createTokenVerifier } from '../../src/gateway/token-verifier.ts';
 import { readiness } from '../support/cluster.ts';
 import { rawHandshake, upgradeHeaders } from '../support/raw-handshake.ts';
 import { generateRsaJwk, startSecondIssuer, type IssuerClient, type SecondIssuer } from '../support/second-issuer.ts';
-import { startTestServer, type TestServer } from '../support/server.ts';
+import { runServerCli, startTestServer, type TestServer } from '../support/server.ts';
 import { deviceRoundTrip, openDeviceSocket, probeDeviceConnection } from '../support/websocket.ts';
 
 const audience = 'urn:portcullis:test-gateway';
@@ -42,7 +42,7 @@ async function signWith(key: JWK, claims: Record<string, unknown>, header: Recor
   const now = Math.floor(Date.now() / 1000);
   return new SignJWT({ client_id: sensor.client_id, scope: sensor.scope, jti: crypto.randomUUID(), ...claims })
     .setProtectedHeader({ alg: 'RS256', typ: 'at+jwt', kid: key.kid, ...header })
-    .setIssuer(issuer.url).setAudience(audience).setSubject(sensor.client_id)
+    .setIssuer(issuer.url).setAudience(audience).setSubject(typeof claims.sub === 'string' ? claims.sub : sensor.client_id)
     .setIssuedAt(now).setExpirationTime(now + 300)
     .sign(await importJWK(key, 'RS256'));
 }
@@ -63,6 +63,37 @@ describe('tokens of the second issuer', () => {
       assert.deepEqual(message.data, { reading: 21.5 });
     } finally {
       socket.close();
+    }
+  });
+
+  test('a backend publishes with a token of the second issuer', async () => {
+    const response = await gateway.fetch(`${gateway.url}/api/publish`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${await issuer.token(sensor, audience)}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ channel: 'devices/sensor-7/telemetry', data: { reading: 3 } }),
+    });
+
+    assert.equal(response.status, 202);
+  });
+
+  test('sessions revoke closes the connection whose jti holds a space, and no other', async () => {
+    const target = await openDeviceSocket(gateway, { clientId: sensor.client_id, accessToken: await signWith(issuer.keys[0], { jti: 'victim 42' }) });
+    const bystander = await openDeviceSocket(gateway, { clientId: 'kiosk-9', accessToken: await signWith(issuer.keys[0], { jti: '42', client_id: 'kiosk-9', sub: 'kiosk-9' }) });
+    try {
+      const listed = await runServerCli(gateway, ['sessions', 'list', '--json']);
+      const connection = (JSON.parse(listed.stdout) as Array<{ id: string; jti: string }>).find((candidate) => candidate.jti === 'victim 42');
+      assert.ok(connection, listed.stdout);
+
+      const revoked = await runServerCli(gateway, ['sessions', 'revoke', connection.id]);
+      assert.equal(revoked.code, 0, revoked.stderr);
+
+      assert.equal((await target.waitForClose()).code, 4403);
+      assert.equal(bystander.isOpen, true);
+      const again = await connect(await signWith(issuer.keys[0], { jti: 'victim 42' }));
+      assert.deepEqual([again.status, again.error], [403, 'token_revoked']);
+    } finally {
+      target.close();
+      bystander.close();
     }
   });
 
@@ -132,7 +163,7 @@ describe('issuer keys', () => {
     const keys = remoteIssuerKeys({ issuer: issuer.url, jwksUrl: null, caFile: issuer.caFile, logger, cooldownMs: 300 });
     const verify = createTokenVerifier({
       issuer: issuer.url, audience, getKey: keys.getKey, algorithms: ['RS256'], acceptJwtType: true,
-      clientIdClaim: 'client_id', scopeClaim: 'scope', clockLeewaySeconds: 0,
+      clientIdClaim: 'client_id', scopeClaim: 'scope', tokenIdClaim: 'jti', clockLeewaySeconds: 0,
     });
     assert.equal((await verify(await issuer.token(sensor, audience))).clientId, sensor.client_id);
 
@@ -156,14 +187,63 @@ describe('issuer keys', () => {
     const keys = remoteIssuerKeys({ issuer: issuer.url, jwksUrl: `${issuer.url}/jwks`, caFile: issuer.caFile, logger });
     const verify = createTokenVerifier({
       issuer: issuer.url, audience, getKey: keys.getKey, algorithms: ['RS256'], acceptJwtType: true,
-      clientIdClaim: 'azp', scopeClaim: 'roles', clockLeewaySeconds: 0,
+      clientIdClaim: 'azp', scopeClaim: 'roles', tokenIdClaim: 'uti', clockLeewaySeconds: 0,
     });
 
-    const token = await signWith(issuer.keys[0], { client_id: undefined, azp: 'kiosk-2', roles: ['subscribe:devices/kiosk-2/#', 'not a scope', 7] }, { typ: 'JWT' });
+    const token = await signWith(issuer.keys[0], { client_id: undefined, jti: undefined, uti: 'aBc-123', azp: 'kiosk-2', roles: ['subscribe:devices/kiosk-2/#', 'not a scope', 7] }, { typ: 'JWT' });
     const verified = await verify(token);
 
     assert.equal(verified.clientId, 'kiosk-2');
+    assert.equal(verified.jti, 'aBc-123');
     assert.equal(verified.scope, 'subscribe:devices/kiosk-2/#');
+    const withoutId = await signWith(issuer.keys[0], { jti: undefined, azp: 'kiosk-2' }, { typ: 'JWT' });
+    await assert.rejects(verify(withoutId), { code: 'token_invalid' });
+  });
+
+  test('a failing JWKS is not fetched again for every forged token', async () => {
+    const keys = remoteIssuerKeys({ issuer: issuer.url, jwksUrl: `${issuer.url}/jwks`, caFile: issuer.caFile, logger });
+    const verify = createTokenVerifier({
+      issuer: issuer.url, audience, getKey: keys.getKey, algorithms: ['RS256'], acceptJwtType: false,
+      clientIdClaim: 'client_id', scopeClaim: 'scope', tokenIdClaim: 'jti', clockLeewaySeconds: 0,
+    });
+    const before = issuer.jwksRequests;
+    issuer.failJwks = true;
+    try {
+      for (let index = 0; index < 20; index += 1) {
+        const forged = await signWith(await generateRsaJwk(`forged-${index}`), {});
+        await assert.rejects(verify(forged), { code: 'temporarily_unavailable' });
+      }
+    } finally {
+      issuer.failJwks = false;
+    }
+
+    // One fetch fails and starts the back-off; a second could only come if the loop outlasted it.
+    assert.ok(issuer.jwksRequests - before <= 2, `${issuer.jwksRequests - before} JWKS requests for 20 forged tokens`);
+  });
+});
+
+describe('limits per user of an app', () => {
+  let capped: TestServer;
+
+  after(async () => {
+    await capped?.close();
+  });
+
+  test('the connection cap counts each subject of one client apart', async () => {
+    capped = await startTestServer({ role: 'gateway', issuer: issuer.url, audience, issuerCaFile: issuer.caFile, maxConnectionsPerClient: 1 });
+    const tokenOf = (sub: string) => signWith(issuer.keys[0], { sub, client_id: 'web-app' });
+    const probe = async (sub: string) => probeDeviceConnection(capped.port, capped.caPem, 'web-app', await tokenOf(sub));
+
+    const first = await openDeviceSocket(capped, { clientId: 'web-app', accessToken: await tokenOf('ada') });
+    try {
+      const otherUser = await probe('grace');
+      const sameUser = await probe('ada');
+
+      assert.equal(otherUser.status, 101);
+      assert.deepEqual([sameUser.status, sameUser.error], [429, 'too_many_connections']);
+    } finally {
+      first.close();
+    }
   });
 });
 

@@ -33,6 +33,10 @@ export interface SecondIssuer {
   token(client: IssuerClient, resource: string): Promise<string>;
   /** Publishes `keys` from now on; the active key is the first. */
   rotate(keys: JWK[]): Promise<void>;
+  /** Requests for the JWKS so far. */
+  readonly jwksRequests: number;
+  /** While true, the JWKS answers 503. */
+  failJwks: boolean;
   /** Stops answering; `start` listens again on the same port. */
   stop(): Promise<void>;
   start(): Promise<void>;
@@ -91,7 +95,17 @@ export async function startSecondIssuer(clients: IssuerClient[], audiences: stri
   });
 
   let provider = buildProvider();
-  const server = https.createServer({ cert: tls.cert, key: tls.key }, (request, response) => provider.callback()(request, response));
+  const state = { jwksRequests: 0, failJwks: false };
+  const server = https.createServer({ cert: tls.cert, key: tls.key }, (request, response) => {
+    if (request.url === '/jwks') {
+      state.jwksRequests += 1;
+      if (state.failJwks) {
+        response.writeHead(503).end();
+        return;
+      }
+    }
+    provider.callback()(request, response);
+  });
   const listen = () => new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, '127.0.0.1', () => {
@@ -109,6 +123,15 @@ export async function startSecondIssuer(clients: IssuerClient[], audiences: stri
     caFile,
     get keys() {
       return keys;
+    },
+    get jwksRequests() {
+      return state.jwksRequests;
+    },
+    get failJwks() {
+      return state.failJwks;
+    },
+    set failJwks(value: boolean) {
+      state.failJwks = value;
     },
     async token(client, resource) {
       const response = await undiciFetch(`${url}/token`, {
