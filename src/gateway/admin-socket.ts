@@ -24,7 +24,7 @@ export interface AdminTargets {
   broker: ChannelBroker;
   /** Largest accepted `POST /publish` body in bytes, the same limit as a WebSocket message. */
   maxPayloadBytes: number;
-  /** Closes this node's connections that a revocation covers and tells the other nodes through Redis. */
+  /** Closes this node's connections that a revocation covers and announces it to the other nodes through Redis. */
   announceRevocation: (revocation: RevocationNotice) => void;
 }
 

@@ -12,7 +12,7 @@ export type IssuerFetch = (url: string, init: { headers?: Headers; method?: 'GET
 /** Time limit of one request to the issuer, in milliseconds. */
 export const issuerFetchTimeoutMs = 5_000;
 
-// Real key sets and metadata documents are a few KiB; a larger answer is a broken or hostile issuer.
+// Real key sets and metadata documents are a few KiB; a larger response means a broken or hostile issuer.
 const maxIssuerResponseBytes = 512 * 1024;
 
 /** Reads `--issuer-ca` at start, so a missing or non-PEM file stops the start with a clear message. */
@@ -26,7 +26,7 @@ export function readIssuerCa(caFile: string): string {
   try {
     new crypto.X509Certificate(pem);
   } catch {
-    throw new OptionsError(`issuerCaFile (--issuer-ca) ${caFile} holds no PEM certificate; give the CA certificate of your identity provider.`);
+    throw new OptionsError(`issuerCaFile (--issuer-ca) ${caFile} does not contain a PEM certificate; pass the CA certificate of your identity provider.`);
   }
   return pem;
 }
@@ -37,7 +37,7 @@ async function readBounded(response: Response): Promise<Uint8Array> {
   for await (const chunk of response.body ?? []) {
     total += chunk.length;
     if (total > maxIssuerResponseBytes) {
-      throw new Error(`the issuer's answer is larger than ${maxIssuerResponseBytes} bytes`);
+      throw new Error(`the issuer's response is larger than ${maxIssuerResponseBytes} bytes`);
     }
     chunks.push(chunk);
   }
@@ -46,7 +46,7 @@ async function readBounded(response: Response): Promise<Uint8Array> {
 
 /**
  * Creates the fetch used for the issuer: the system CAs plus `caPem`, no redirects (so the issuer's
- * answers cannot send the gateway to another host), and answers of at most 512 KiB.
+ * responses cannot send the gateway to another host), and responses of at most 512 KiB.
  */
 export function createIssuerFetch(caPem: string | null): IssuerFetch {
   const dispatcher = new Agent({ connect: { ca: caPem ? [...tls.rootCertificates, caPem] : undefined } });
@@ -70,7 +70,7 @@ export async function discoverJwksUrl(issuer: string, fetchFromIssuer: IssuerFet
     try {
       const response = await fetchFromIssuer(`${base}${path}`, { signal: AbortSignal.timeout(issuerFetchTimeoutMs) });
       if (response.status !== 200) {
-        throw new Error(`${path} answered ${response.status}`);
+        throw new Error(`${path} responded with status ${response.status}`);
       }
 
       const metadata = await response.json() as { issuer?: unknown; jwks_uri?: unknown };

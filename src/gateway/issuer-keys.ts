@@ -4,15 +4,15 @@ import type { Logger } from 'pino';
 import { ThrottledWarning } from '../cluster/throttled-warning.ts';
 import { createIssuerFetch, discoverJwksUrl, issuerFetchTimeoutMs, readIssuerCa } from './issuer-fetch.ts';
 
-/** Where the gateway finds the keys that sign the access tokens it accepts. */
+/** The source of the keys that sign the access tokens the gateway accepts. */
 export interface IssuerKeys {
   /** Key resolver for `jwtVerify`; throws `IssuerUnavailableError` when the keys cannot be fetched. */
   getKey: JWTVerifyGetKey;
-  /** Whether the keys can be had now; a remote issuer is fetched at most once per cooldown to find out. */
+  /** Whether the keys are available now; `remoteIssuerKeys` limits how often this fetches. */
   probe(): Promise<boolean>;
 }
 
-/** The issuer's keys could not be fetched: the handshake is answered 503, not 401. */
+/** The issuer's keys could not be fetched: the handshake gets 503, not 401. */
 export class IssuerUnavailableError extends Error {
   constructor(cause: unknown) {
     super('the token issuer\'s keys could not be fetched', { cause });
@@ -28,7 +28,7 @@ export interface RemoteIssuerOptions {
   /** PEM file of CAs trusted for the issuer besides the system store; null trusts the system store only. */
   caFile: string | null;
   logger: Logger;
-  /** Least time between two fetches caused by unknown `kid`s, in milliseconds. Default 30000. */
+  /** Minimum time between two fetches caused by unknown `kid`s, in milliseconds. Default 30000. */
   cooldownMs?: number;
 }
 

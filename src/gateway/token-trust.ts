@@ -6,7 +6,7 @@ import type { Options } from '../config/options.ts';
 import { localIssuerKeys, remoteIssuerKeys, type IssuerKeys } from './issuer-keys.ts';
 import { createTokenVerifier, type VerifiedToken } from './token-verifier.ts';
 
-/** How this process verifies access tokens, derived from its options. */
+/** The access-token verification settings of this process, derived from its options. */
 export interface TokenTrust {
   /** True when the tokens come from the built-in auth server on the shared store, false with `--issuer`. */
   builtInIssuer: boolean;

@@ -45,7 +45,7 @@ async function failedProbes(probes: WebContext['readinessProbes']): Promise<stri
 }
 
 /**
- * Registers `GET /healthz`, a liveness check that answers while the process runs, and `GET /readyz`:
+ * Registers `GET /healthz`, a liveness check that responds while the process runs, and `GET /readyz`:
  * 200 `{"status":"ready"}`, or 503 with `"status":"degraded"` while the configured Redis, or another
  * probed dependency such as an external issuer's JWKS, is unreachable. A degraded node still serves
  * its own connections, but its messages reach no other node, and its revocations reach them only

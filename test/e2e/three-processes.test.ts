@@ -1,7 +1,7 @@
 // Two gateway processes and one auth process on loopback, sharing PostgreSQL and Redis, behind a
 // load balancer that sends browsers' upgrades to gateway B. A device on gateway A and a browser on
-// gateway B exchange messages; a revocation made on A closes the browser's socket on B; and a
-// device's handshake rate limit counts handshakes on both gateways.
+// gateway B exchange messages. A revocation made on A closes the browser's socket on B. A device's
+// handshake rate limit counts handshakes on both gateways.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';

@@ -1,6 +1,6 @@
 // A small TLS-terminating load balancer for cluster tests, the way docs/deployment.md lays a cluster
 // out: one public origin, `/ws` upgrades to a gateway node, every other request to the auth node.
-// It opens a new TLS connection to the chosen node for each request, so every node sees TLS.
+// It opens a new TLS connection to the chosen node for each request, so every node serves TLS.
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import tls from 'node:tls';

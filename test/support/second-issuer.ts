@@ -35,9 +35,9 @@ export interface SecondIssuer {
   rotate(keys: JWK[]): Promise<void>;
   /** Requests for the JWKS so far. */
   readonly jwksRequests: number;
-  /** While true, the JWKS answers 503. */
+  /** While true, the JWKS responds with 503. */
   failJwks: boolean;
-  /** Stops answering; `start` listens again on the same port. */
+  /** Stops listening; `start` listens again on the same port. */
   stop(): Promise<void>;
   start(): Promise<void>;
 }
