@@ -1,0 +1,98 @@
+// Starts the real `portcullis start` as a child of this process and stops it when the harness goes
+// away. The harness measures the child's pid, which this launcher reports, not its own.
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+
+import { exitWithHarness, sendToHarness } from '../child.ts';
+import { repositoryRoot } from '../processes.ts';
+
+/** Settings of the launcher, passed as JSON in its first argument. */
+export interface PortcullisSettings {
+  port: number;
+  dataDir: string;
+  certFile: string;
+  keyFile: string;
+  caFile: string;
+  /** Further `portcullis start` flags, such as raised limits. */
+  extraArgs: string[];
+  deadlineMs: number;
+}
+
+// BENCH_PORTCULLIS_LOG_LEVEL (for example `info`) shows what the server does during a scenario, at
+// the cost of the logging itself in the figures.
+const logLevel = process.env.BENCH_PORTCULLIS_LOG_LEVEL || 'warn';
+// The server's log lines after start-up go to the harness's standard error. At the default level at
+// most this many, so that a flood of identical warnings cannot bury the progress lines.
+const maxForwardedLines = logLevel === 'warn' ? 20 : Number.POSITIVE_INFINITY;
+
+const settings = JSON.parse(process.argv[2] ?? '{}') as PortcullisSettings;
+
+const server = spawn(process.execPath, [
+  path.join(repositoryRoot, 'bin/portcullis.js'), 'start',
+  '--host', '127.0.0.1',
+  '--port', String(settings.port),
+  '--public-url', `https://localhost:${settings.port}`,
+  '--data-dir', settings.dataDir,
+  '--tls-cert', settings.certFile,
+  '--tls-key', settings.keyFile,
+  '--log-level', logLevel,
+  ...settings.extraArgs,
+], {
+  cwd: repositoryRoot,
+  // The server trusts the benchmark CA when it calls its own listener.
+  env: { ...process.env, NODE_EXTRA_CA_CERTS: settings.caFile },
+  stdio: ['ignore', 'pipe', 'pipe'],
+});
+
+let started = false;
+let forwarded = 0;
+let suppressed = 0;
+
+function forward(line: string): void {
+  if (!started || line.trim() === '') {
+    return;
+  }
+  if (forwarded >= maxForwardedLines) {
+    suppressed += 1;
+    return;
+  }
+  forwarded += 1;
+  process.stderr.write(`${line}\n`);
+}
+
+let stderrText = '';
+server.stderr.on('data', (chunk: Buffer) => {
+  const text = chunk.toString('utf8');
+  if (!started) {
+    stderrText += text;
+    // The start command prints this banner on standard error once the listener is up.
+    if (stderrText.includes('Portcullis is running')) {
+      started = true;
+      void sendToHarness({ type: 'ready', port: settings.port, pid: server.pid! });
+    }
+    return;
+  }
+  text.split('\n').forEach(forward);
+});
+server.stdout.on('data', (chunk: Buffer) => chunk.toString('utf8').split('\n').forEach(forward));
+
+server.once('exit', async (code, signal) => {
+  if (!started) {
+    await sendToHarness({ type: 'failed', message: `portcullis start exited with code ${code} (signal ${signal}) before it listened: ${stderrText.trim().slice(-2_000)}` });
+  }
+  if (suppressed > 0) {
+    process.stderr.write(`${suppressed} more server log lines were not shown\n`);
+  }
+  process.exit(0);
+});
+
+exitWithHarness(settings.deadlineMs, async () => {
+  if (server.exitCode !== null || server.signalCode !== null) {
+    return;
+  }
+  const exited = new Promise<void>((resolve) => server.once('exit', () => resolve()));
+  server.kill('SIGTERM');
+  const timer = setTimeout(() => server.kill('SIGKILL'), 3_000);
+  await exited;
+  clearTimeout(timer);
+});
