@@ -2,7 +2,7 @@ import { optionFlags, parseOptionArgs, resolveOptions } from '../config/load.ts'
 import { fetchLiveConnections } from '../gateway/admin-socket.ts';
 import type { ConnectionSummary } from '../gateway/registry.ts';
 import { findBrowserSession } from '../store/browser-sessions.ts';
-import { epochSeconds, openStore } from '../store/database.ts';
+import { epochSeconds, openStore, type Store } from '../store/database.ts';
 import { tokenKey } from '../store/revocation-events.ts';
 import { CommandError, isoTime, printJson, printLine } from './output.ts';
 import { recordAndAnnounce } from './revoke.ts';
@@ -49,6 +49,12 @@ function takeDashedRevokeId(argv: string[]): { rest: string[]; id: string | unde
   return { rest: [...argv.slice(0, at + 1), ...argv.slice(at + 2)], id: candidate };
 }
 
+async function isKnownGrant(store: Store, grantId: string): Promise<boolean> {
+  return await findBrowserSession(store, grantId) !== undefined
+    || await store.selectFrom('oidc_payloads').select('id').where('grant_id', '=', grantId).executeTakeFirst() !== undefined
+    || await store.selectFrom('oidc_payloads').select('id').where('model', '=', 'Grant').where('id', '=', grantId).executeTakeFirst() !== undefined;
+}
+
 /** Runs `portcullis sessions <action>`: lists live connections or revokes a grant or connection. */
 export async function runSessions(argv: string[]): Promise<void> {
   const dashed = takeDashedRevokeId(argv);
@@ -68,24 +74,24 @@ export async function runSessions(argv: string[]): Promise<void> {
     throw new CommandError('id_required', `Give a grant id or a connection id from "portcullis sessions list".\n${sessionsUsage}`, 2);
   }
 
-  const live = (await fetchLiveConnections(options.dataDir) as ConnectionSummary[] | null) ?? [];
-  const connection = live.find((candidate) => candidate.id === id);
   const store = await openStore(options);
   try {
-    if (connection && !connection.grant_id) {
-      // A client-credentials token belongs to no grant, so that one token is revoked by issuer and jti.
-      await recordAndAnnounce(store, options.dataDir, { kind: 'token', value: tokenKey(connection.iss, connection.jti), reason: 'operator', expiresAt: connection.expires_at + 60 });
-      printLine(`Revoked the token of connection ${id}; the connection closes within a second. The device can get a new token unless removed.`);
-      return;
-    }
-
-    const grantId = connection?.grant_id ?? id;
-    const knownGrant = connection !== undefined
-      || await findBrowserSession(store, grantId) !== undefined
-      || await store.selectFrom('oidc_payloads').select('id').where('grant_id', '=', grantId).executeTakeFirst() !== undefined
-      || await store.selectFrom('oidc_payloads').select('id').where('model', '=', 'Grant').where('id', '=', grantId).executeTakeFirst() !== undefined;
-    if (!knownGrant) {
-      throw new CommandError('session_not_found', `No grant or live connection "${id}" was found.`);
+    // A grant id is looked up first, in the database: listing the live connections of a busy node
+    // only to find that the id names none of them would delay the revocation.
+    let grantId = await isKnownGrant(store, id) ? id : null;
+    if (!grantId) {
+      const live = (await fetchLiveConnections(options.dataDir) as ConnectionSummary[] | null) ?? [];
+      const connection = live.find((candidate) => candidate.id === id);
+      if (!connection) {
+        throw new CommandError('session_not_found', `No grant or live connection "${id}" was found. A connection id works only with the --data-dir of the node that holds the connection.`);
+      }
+      if (!connection.grant_id) {
+        // A client-credentials token belongs to no grant, so that one token is revoked by issuer and jti.
+        await recordAndAnnounce(store, options.dataDir, { kind: 'token', value: tokenKey(connection.iss, connection.jti), reason: 'operator', expiresAt: connection.expires_at + 60 });
+        printLine(`Revoked the token of connection ${id}; the connection closes within a second. The device can get a new token unless removed.`);
+        return;
+      }
+      grantId = connection.grant_id;
     }
 
     await recordAndAnnounce(store, options.dataDir, { kind: 'grant', value: grantId, reason: 'operator', expiresAt: epochSeconds() + denyListSeconds });

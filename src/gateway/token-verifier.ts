@@ -1,3 +1,5 @@
+import crypto from 'node:crypto';
+
 import { errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 
 import { PortcullisError } from '../errors.ts';
@@ -68,6 +70,40 @@ function typeAccepted(typ: unknown, acceptJwtType: boolean): boolean {
  * or, when the issuer's keys cannot be fetched, `temporarily_unavailable`.
  */
 export function createTokenVerifier(options: TokenVerifierOptions): (token: string) => Promise<VerifiedToken> {
+  const verify = createUncachedVerifier(options);
+  const verified = new Map<string, VerifiedToken>();
+
+  // A device reconnecting with the same token, or a browser reopening its tab, skips the signature
+  // check: the entry holds what that check proved, and `exp` is checked again each time.
+  return async function verifyWithCache(token: string): Promise<VerifiedToken> {
+    if (token.length > maxTokenLength) {
+      throw new PortcullisError('token_invalid');
+    }
+    const key = crypto.createHash('sha256').update(token).digest('base64url');
+    const cached = verified.get(key);
+    if (cached) {
+      if (cached.exp + options.clockLeewaySeconds <= Math.floor(Date.now() / 1000)) {
+        verified.delete(key);
+        throw new PortcullisError('token_expired');
+      }
+      return cached;
+    }
+
+    // Frozen, because every connection that presents this token shares the object.
+    const result = Object.freeze(await verify(token));
+    Object.freeze(result.payload);
+    if (verified.size >= maxCachedTokens) {
+      verified.delete(verified.keys().next().value!);
+    }
+    verified.set(key, result);
+    return result;
+  };
+}
+
+// Enough for every device of a large node to reconnect at once; an entry is about 1 KiB.
+const maxCachedTokens = 20_000;
+
+function createUncachedVerifier(options: TokenVerifierOptions): (token: string) => Promise<VerifiedToken> {
   const algorithms = [...options.algorithms];
 
   return async function verifyAccessToken(token: string): Promise<VerifiedToken> {

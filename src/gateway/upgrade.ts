@@ -168,6 +168,10 @@ export function createUpgradeHandler(init: UpgradeHandlerInit) {
   function accept(upgrade: UpgradeRequest, state: HandshakeState, slot: ConnectionSlot): void {
     const { request, socket, head } = upgrade;
     let upgraded = false;
+    // The 101 response and the welcome frame leave in one write instead of two: each TLS write is a
+    // record and a system call of its own.
+    socket.cork();
+    process.nextTick(() => socket.uncork());
     try {
       websocketServer.handleUpgrade(request, socket, head, (websocket) => {
         upgraded = true;

@@ -9,6 +9,7 @@ import type { Options } from '../config/options.ts';
 import { createMigrations, type DialectName } from './migrations.ts';
 import { createPostgresDatabase, currentSchema, type PostgresPoolEvents } from './postgres.ts';
 import type { Database } from './schema.ts';
+import { withStatementCache } from './sqlite-statements.ts';
 
 /** The Portcullis database handle; `destroy()` closes the file or the connection pool. */
 export type Store = Kysely<Database>;
@@ -70,7 +71,7 @@ async function openSqlite(dataDir: string): Promise<Store> {
   sqlite.pragma('synchronous = NORMAL');
   sqlite.pragma('foreign_keys = ON');
   fs.chmodSync(file, 0o600);
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
 
   // kysely's migrator takes no lock on SQLite, so processes that open a new file together would
   // each create the tables. The write lock makes the others wait (up to busy_timeout) and then
