@@ -51,6 +51,9 @@ export function buildTokenTrust(options: Readonly<Options>, localKeys: () => JWK
   const verifyWithGrace = (extraLeewaySeconds: number) => createTokenVerifier({
     ...verifierOptions,
     getKey: issuerKeys.getKey,
+    // The built-in keys change only by rotation; a remote set is not watched, and its retired keys
+    // stay published until their tokens expire at well-run issuers anyway.
+    keysVersion: external ? undefined : localKeys,
     clockLeewaySeconds: options.clockLeewaySeconds + extraLeewaySeconds,
   });
 

@@ -34,6 +34,8 @@ export interface TokenVerifierOptions {
   /** Claim that identifies the token, for the deny-list: `jti` in RFC 9068, `uti` at Entra ID. */
   tokenIdClaim: string;
   clockLeewaySeconds: number;
+  /** Returns a new value whenever the issuer's keys change, which empties the cache of verified tokens. */
+  keysVersion?: () => unknown;
 }
 
 /** Maximum token length accepted before any parsing, in characters; issued tokens are under 1 KiB. */
@@ -72,12 +74,18 @@ function typeAccepted(typ: unknown, acceptJwtType: boolean): boolean {
 export function createTokenVerifier(options: TokenVerifierOptions): (token: string) => Promise<VerifiedToken> {
   const verify = createUncachedVerifier(options);
   const verified = new Map<string, VerifiedToken>();
+  let keysVersion = options.keysVersion?.();
 
   // A device reconnecting with the same token, or a browser reopening its tab, skips the signature
   // check: the entry holds what that check proved, and `exp` is checked again each time.
   return async function verifyWithCache(token: string): Promise<VerifiedToken> {
     if (token.length > maxTokenLength) {
       throw new PortcullisError('token_invalid');
+    }
+    const currentKeys = options.keysVersion?.();
+    if (currentKeys !== keysVersion) {
+      verified.clear();
+      keysVersion = currentKeys;
     }
     const key = crypto.createHash('sha256').update(token).digest('base64url');
     const cached = verified.get(key);
