@@ -19,8 +19,8 @@ export interface ChannelMessage {
 
 /** Anything that receives messages, usually a connection. */
 export interface Subscriber {
-  /** `frame` is the serialised `message` frame, built once per message for every subscriber. */
-  deliver(frame: string, message: ChannelMessage): void;
+  /** `frame` is the `message` frame as UTF-8 bytes, built once per message for every subscriber. */
+  deliver(frame: Buffer, message: ChannelMessage): void;
 }
 
 /** Serialises the `message` frame that subscribers receive. */
@@ -85,7 +85,8 @@ export class ChannelBroker {
   deliverLocally(message: ChannelMessage): number {
     const subscribers = this.matcher.match(message.channel);
     if (subscribers.size > 0) {
-      const frame = messageFrame(message);
+      // Encoded once here, so a send to each socket does not encode the same text again.
+      const frame = Buffer.from(messageFrame(message));
       for (const subscriber of subscribers) {
         subscriber.deliver(frame, message);
       }

@@ -250,7 +250,7 @@ function withdrawDevice(state: ConnectionState, clientId: string): void {
  * make the server hold every message for it in memory, so past the limit it is closed with 1013.
  * Other connections are unaffected: each socket has its own queue.
  */
-function send(state: ConnectionState, frame: string): void {
+function send(state: ConnectionState, frame: string | Buffer): void {
   const { connection, services } = state;
   if (state.closed || connection.socket.readyState !== WebSocket.OPEN) {
     return;
@@ -262,7 +262,8 @@ function send(state: ConnectionState, frame: string): void {
     setTimeout(() => connection.socket.terminate(), 1000).unref();
     return;
   }
-  connection.socket.send(frame);
+  // ws sends a Buffer as a binary frame unless told otherwise; message frames are JSON text.
+  connection.socket.send(frame, { binary: false });
 }
 
 /** Stops delivery at once and starts the closing handshake. */
