@@ -26,11 +26,6 @@ export interface ResultRow {
  * other pair produces rows.
  */
 export const notMeasured: ReadonlyArray<{ scenario: ScenarioId; system: SystemId; reason: string }> = [
-  {
-    scenario: 'handshakes-plain',
-    system: 'portcullis',
-    reason: 'Portcullis has only an HTTPS listener, so it cannot accept a plain connection from a TLS-terminating proxy.',
-  },
   ...(['raw-ws', 'ws+jose', 'socket.io'] as const).map((system) => ({
     scenario: 'token-endpoint' as const,
     system,

@@ -62,6 +62,8 @@ export interface BenchRun {
 interface RunningServer {
   child: ChildProcess;
   port: number;
+  /** Port of Portcullis's plain-HTTP listener, in the scenario without TLS. */
+  plainPort?: number;
   pid: number;
 }
 
@@ -197,8 +199,10 @@ async function startServer(context: RunContext, scenario: ScenarioId, system: Sy
 
   if (system === 'portcullis') {
     const { dataDir } = await portcullisSetup(context);
+    const [port, plainPort] = await freePorts(2);
     const settings = {
-      port: await freePort(),
+      port,
+      plainPort: plain ? plainPort : null,
       dataDir,
       certFile: context.tls.certFile,
       keyFile: context.tls.keyFile,
@@ -224,7 +228,7 @@ async function startServer(context: RunContext, scenario: ScenarioId, system: Sy
     if (system === 'portcullis') {
       trackServerPid(ready.pid);
     }
-    return { child, port: ready.port, pid: ready.pid };
+    return { child, port: ready.port, plainPort: ready.plainPort, pid: ready.pid };
   } catch (error) {
     await stopChild(child);
     throw error;
@@ -246,7 +250,8 @@ async function prepareJob(context: RunContext, scenario: ScenarioId, system: Sys
     scenario,
     system,
     sizes: context.sizes,
-    port: server.port,
+    // Portcullis keeps its HTTPS port for the token requests below and takes the handshakes on its plain listener.
+    port: server.plainPort ?? server.port,
     plain: scenario === 'handshakes-plain',
     caPem: context.tls.caPem,
     serverPid: server.pid,
@@ -277,14 +282,15 @@ async function prepareJob(context: RunContext, scenario: ScenarioId, system: Sys
   }
 }
 
-/** Returns a TCP port that was free on 127.0.0.1 a moment ago. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/** Returns `count` distinct TCP ports that were free on 127.0.0.1 a moment ago. */
+async function freePorts(count: number): Promise<number[]> {
+  // The probes listen at the same time, so that the system cannot hand out one port twice.
+  const probes = await Promise.all(Array.from({ length: count }, () => new Promise<net.Server>((resolve, reject) => {
     const probe = net.createServer();
     probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
+    probe.listen(0, '127.0.0.1', () => resolve(probe));
+  })));
+  const ports = probes.map((probe) => (probe.address() as net.AddressInfo).port);
+  await Promise.all(probes.map((probe) => new Promise((resolve) => probe.close(resolve))));
+  return ports;
 }

@@ -15,7 +15,8 @@ export const requestedOpenFiles = 65_536;
 
 /** A message a child sends to the harness over IPC. */
 export type ChildMessage =
-  | { type: 'ready'; port: number; pid: number }
+  // `plainPort` is set by a Portcullis launcher that opened the plain-HTTP listener.
+  | { type: 'ready'; port: number; plainPort?: number; pid: number }
   | { type: 'progress'; text: string }
   | { type: 'result'; rows: unknown[] }
   | { type: 'revoked'; exitCode: number }

@@ -4,7 +4,7 @@
  * two in sync.
  */
 export const errorCatalogue = {
-  tls_required: { status: 426, description: 'The WebSocket handshake must arrive over TLS (wss://).' },
+  tls_required: { status: 426, description: 'The request must arrive over TLS (https:// or wss://).' },
   token_in_url: { status: 400, description: 'Credentials must not be sent in the URL; use the Authorization header or the session cookie.' },
   ambiguous_credentials: { status: 400, description: 'Send either a session cookie or an Authorization header, not both.' },
   token_missing: { status: 401, description: 'No access token was presented.' },

@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import type http from 'node:http';
 import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -39,9 +40,11 @@ import { loadOrCreateSecret } from './store/secrets.ts';
 import { loadTlsMaterial } from './tls/dev-ca.ts';
 import fs from 'node:fs';
 import { createBffClient } from './web/bff-client.ts';
+import { createClientErrorHandler } from './web/client-errors.ts';
 import type { WebContext } from './web/context.ts';
 import type { VerifiedToken } from './gateway/token-verifier.ts';
 import { createLocalFetch } from './web/local-fetch.ts';
+import { createPlainListener } from './web/plain-listener.ts';
 import { applySecurityHeaders } from './web/security-headers.ts';
 import { registerHealthRoutes } from './web/health-routes.ts';
 import { registerPublishRoute } from './web/publish-route.ts';
@@ -53,6 +56,10 @@ export interface RunningServer {
   /** Origin the server actually listens on, e.g. `https://127.0.0.1:8443`. */
   listenUrl: string;
   port: number;
+  /** Origin of the plain-HTTP listener for a TLS-terminating proxy, e.g. `http://10.0.0.5:8080`, or null without `plainPort`. */
+  plainListenUrl: string | null;
+  /** Port of the plain-HTTP listener, or null without `plainPort`. */
+  plainPort: number | null;
   /** Path of the generated development CA certificate; null with operator-supplied TLS files. */
   caFile: string | null;
   /** One line per insecure development default in force. */
@@ -64,7 +71,7 @@ export interface RunningServer {
    * on this node received it; throws `invalid_channel` for a bad name.
    */
   publish(channel: string, data: unknown): number;
-  /** Stops accepting, closes live sockets with 1001 and releases the database. */
+  /** Stops accepting on both listeners, closes live sockets with 1001 and releases the database. */
   close(): Promise<void>;
 }
 
@@ -76,7 +83,10 @@ const keyPollIntervalMs = 5_000;
 // Events are read within a second; a day covers any server that was briefly stopped.
 const revocationEventRetentionSeconds = 86_400;
 
-/** Starts the HTTPS server that is both the auth server and the WebSocket gateway. */
+/**
+ * Starts the HTTPS server that is both the auth server and the WebSocket gateway, and with
+ * `plainPort` a plain-HTTP listener with the same routes for a TLS-terminating proxy.
+ */
 export async function startServer(options: Readonly<Options>, logger: Logger): Promise<RunningServer> {
   const store = await openStore(options, logger);
   const tls = await loadTlsMaterial({ dataDir: options.dataDir, certFile: options.tlsCertFile, keyFile: options.tlsKeyFile });
@@ -135,13 +145,30 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
   const findRevocationOf = (kind: 'browser' | 'device', token: VerifiedToken) => findRevocation(store, kind, token, revocationScope);
 
   const publicHost = new URL(options.publicUrl).host;
+  const clientErrorHandler = createClientErrorHandler(logger);
   let server!: https.Server;
+  let routeRequest!: (request: IncomingMessage, response: ServerResponse) => void;
   const app = Fastify({
     bodyLimit: 64 * 1024,
     trustProxy: options.trustedProxies.length > 0 ? [...options.trustedProxies] : false,
     // Passed to Fastify rather than added with server.on, because Fastify's default handler would respond first.
-    clientErrorHandler: createClientErrorHandler(logger),
+    clientErrorHandler,
     serverFactory: (fastifyHandler) => {
+      routeRequest = (request, response) => {
+        const path = pathWithoutQuery(request.url);
+        if (providerCallback && (path.startsWith('/oauth/') || path.startsWith('/.well-known/'))) {
+          // oidc-provider builds its URLs from the request's host and scheme, and marks its cookies
+          // Secure for https. With a trusted proxy, Koa believes forwarded headers from any peer. Both
+          // listeners route only requests that arrived over TLS or from a vouching proxy, so the public
+          // host and https are set here, and a forged Host cannot reach discovery.
+          request.headers.host = publicHost;
+          delete request.headers['x-forwarded-host'];
+          request.headers['x-forwarded-proto'] = 'https';
+          providerCallback(request, response);
+          return;
+        }
+        fastifyHandler(request, response);
+      };
       server = https.createServer({
         cert: tls.cert,
         key: tls.key,
@@ -152,22 +179,7 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
         handshakeTimeout: options.handshakeTimeoutMs,
         // Node checks requestTimeout and headersTimeout only at this interval (default 30 s in Node 20).
         connectionsCheckingInterval: Math.min(options.handshakeTimeoutMs, 1000),
-      }, (request, response) => {
-        handleRequest(request, response, () => {
-          const path = pathWithoutQuery(request.url);
-          if (providerCallback && (path.startsWith('/oauth/') || path.startsWith('/.well-known/'))) {
-            // oidc-provider builds its endpoint URLs from the request's host and scheme, and with a
-            // trusted proxy Koa believes forwarded headers from any peer. The public URL is fixed,
-            // so a forged Host must not reach discovery.
-            request.headers.host = publicHost;
-            delete request.headers['x-forwarded-host'];
-            delete request.headers['x-forwarded-proto'];
-            providerCallback(request, response);
-            return;
-          }
-          fastifyHandler(request, response);
-        });
-      });
+      }, (request, response) => handleRequest(request, response, () => routeRequest(request, response)));
       return server;
     },
   });
@@ -243,15 +255,12 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
   // An auth-only process answers every upgrade like any other unknown resource.
   const upgradeListener = servesGateway ? upgrade.listener : (_request: IncomingMessage, socket: Duplex) => rejectUpgrade(socket, 'not_found');
   attachServerListeners(server, upgradeListener, logger);
+  const plainServer = options.plainPort === null
+    ? null
+    : createPlainListener({ options, logger, handleRequest, route: routeRequest, upgradeListener, clientErrorHandler });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
+  const port = await listen(server, options.port, options.host);
+  const plainPort = plainServer ? await listen(plainServer, options.plainPort!, options.host) : null;
   const adminSocket = await startAdminSocket(options.dataDir, {
     registry,
     keyRing,
@@ -275,11 +284,14 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
   keyPollTimer.unref();
 
   const host = options.host.includes(':') ? `[${options.host}]` : options.host;
-  logger.info({ event: 'server.started', role: options.role, listen: `https://${host}:${port}`, public_url: options.publicUrl, issuer: options.issuer ?? options.publicUrl }, 'server started');
+  const plainListenUrl = plainPort === null ? null : `http://${host}:${plainPort}`;
+  logger.info({ event: 'server.started', role: options.role, listen: `https://${host}:${port}`, listen_plain: plainListenUrl ?? undefined, public_url: options.publicUrl, issuer: options.issuer ?? options.publicUrl }, 'server started');
 
   return {
     listenUrl: `https://${host}:${port}`,
     port,
+    plainListenUrl,
+    plainPort,
     caFile: tls.caFile,
     warnings: developmentWarnings(options, tls.caFile),
     store,
@@ -297,10 +309,11 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
         await adminClosed;
       }
       // Stop accepting first, so no client reconnects to this node while its connections are closed.
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      const listeners = plainServer ? [server, plainServer] : [server];
+      const closed = Promise.all(listeners.map((listener) => new Promise<void>((resolve) => listener.close(() => resolve()))));
       const goodbyes = closeForShutdown(upgrade.websocketServer.clients, options.drainWindowMs);
       logger.info({ event: 'server.draining', connections: goodbyes, drain_window_ms: options.drainWindowMs }, 'closing connections with spread reconnect hints');
-      server.closeAllConnections();
+      listeners.forEach((listener) => listener.closeAllConnections());
       await app.close();
       await closed;
       // Last, so that the connection slots of the sockets closed above leave Redis before the link closes.
@@ -309,6 +322,17 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
       logger.info({ event: 'server.stopped' }, 'server stopped');
     },
   };
+}
+
+async function listen(server: http.Server, port: number, host: string): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return (server.address() as AddressInfo).port;
 }
 
 async function configureRoutes(app: FastifyInstance, context: WebContext, role: { servesAuth: boolean; servesGateway: boolean }): Promise<void> {
@@ -353,26 +377,6 @@ function attachServerListeners(server: https.Server, upgradeListener: (request: 
   server.on('tlsClientError', (error: NodeJS.ErrnoException) => {
     logger.debug({ event: 'tls.client_error', code: error.code }, 'TLS handshake failed');
   });
-}
-
-// Malformed, oversized or timed-out requests get a JSON error instead of Node's bare default response.
-// NOTE: a request timeout gets 400 invalid_request because the catalogue has no 408 code.
-function createClientErrorHandler(logger: Logger): (error: NodeJS.ErrnoException, socket: Duplex) => void {
-  return (error, socket) => {
-    logger.debug({ event: 'http.client_error', code: error.code }, 'malformed request');
-    // https.Server forwards TLS failures here too (e.g. ERR_TLS_HANDSHAKE_TIMEOUT). Without a TLS
-    // session no HTTP response can be sent, so the socket is closed.
-    if (!socket.writable || /^ERR_(TLS|SSL)_/.test(error.code ?? '')) {
-      socket.destroy();
-      return;
-    }
-    const code = error.code === 'HPE_HEADER_OVERFLOW' ? 'headers_too_large' : 'invalid_request';
-    const status = code === 'headers_too_large' ? 431 : 400;
-    const body = JSON.stringify(errorBody(code));
-    socket.end(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
-    // A client that never reads must not keep the socket open.
-    setTimeout(() => socket.destroy(), 1000).unref();
-  };
 }
 
 // A readiness check runs every few seconds, so a database that hangs must not hang it.

@@ -30,7 +30,8 @@ function connectWs(job: LoadJob): Promise<BenchConnection> {
   const url = `${job.plain ? 'ws' : 'wss'}://127.0.0.1:${job.port}/ws`;
   const headers: Record<string, string> = job.auth ? { Authorization: `Bearer ${job.auth.token}`, 'X-Client-Id': job.auth.clientId } : {};
   if (job.plain) {
-    // A TLS-terminating proxy adds this header. Only the peers see plain connections.
+    // A TLS-terminating proxy adds this header. Portcullis's plain listener requires it from its
+    // trusted proxy, and the peers ignore it.
     headers['X-Forwarded-Proto'] = 'https';
   }
   const protocols = job.system === 'portcullis' ? ['portcullis.v1'] : [];
@@ -124,6 +125,8 @@ function connectSocketIo(job: LoadJob): Promise<BenchConnection> {
     reconnection: false,
     timeout: handshakeTimeoutMs,
     auth: { token: job.auth?.token },
+    // The same header as on the other systems' plain connections, although socket.io ignores it.
+    extraHeaders: job.plain ? { 'X-Forwarded-Proto': 'https' } : undefined,
     // The server refuses permessage-deflate, so the client's default offer changes nothing.
     ca: job.caPem,
   });

@@ -9,6 +9,11 @@ import { repositoryRoot } from '../processes.ts';
 /** Settings of the launcher, passed as JSON in its first argument. */
 export interface PortcullisSettings {
   port: number;
+  /**
+   * Port of the plain-HTTP listener, which accepts connections from the load process on 127.0.0.1 as
+   * from a TLS-terminating proxy; null for none.
+   */
+  plainPort: number | null;
   dataDir: string;
   certFile: string;
   keyFile: string;
@@ -36,6 +41,7 @@ const server = spawn(process.execPath, [
   '--tls-cert', settings.certFile,
   '--tls-key', settings.keyFile,
   '--log-level', logLevel,
+  ...(settings.plainPort === null ? [] : ['--plain-port', String(settings.plainPort), '--trusted-proxy', '127.0.0.1']),
   ...settings.extraArgs,
 ], {
   cwd: repositoryRoot,
@@ -68,7 +74,7 @@ server.stderr.on('data', (chunk: Buffer) => {
     // The start command prints this banner on standard error once the listener is up.
     if (stderrText.includes('Portcullis is running')) {
       started = true;
-      void sendToHarness({ type: 'ready', port: settings.port, pid: server.pid! });
+      void sendToHarness({ type: 'ready', port: settings.port, plainPort: settings.plainPort ?? undefined, pid: server.pid! });
     }
     return;
   }

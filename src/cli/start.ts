@@ -4,7 +4,7 @@ import { startServer } from '../server.ts';
 
 /** Usage of `portcullis start`. */
 export const startUsage = `portcullis start [--role all|auth|gateway] [--host ADDRESS] [--port PORT] [--public-url URL] [--data-dir DIR]
-                 [--tls-cert FILE --tls-key FILE] [--allowed-origin ORIGIN]... [--trusted-proxy ADDRESS]...
+                 [--tls-cert FILE --tls-key FILE] [--allowed-origin ORIGIN]... [--trusted-proxy ADDRESS]... [--plain-port PORT]
                  [--database-url postgres://...] [--redis-url redis://...] [--webhook-url URL]
                  [--issuer URL --audience AUDIENCE [--jwks-url URL] [--token-algorithm ALG]...]
                  [--log-level LEVEL] [--config FILE]
@@ -31,7 +31,11 @@ export async function runStart(argv: string[]): Promise<void> {
   if (options.issuer) {
     banner.push(`  Issuer:       ${options.issuer} (audience ${options.audience})`);
   }
-  banner.push(`  Listening on: ${server.listenUrl}`, `  Data dir:     ${options.dataDir}`);
+  banner.push(`  Listening on: ${server.listenUrl}`);
+  if (server.plainListenUrl) {
+    banner.push(`  Plain HTTP:   ${server.plainListenUrl} (only for requests that a --trusted-proxy forwards with X-Forwarded-Proto: https)`);
+  }
+  banner.push(`  Data dir:     ${options.dataDir}`);
   if (server.caFile) {
     banner.push(`  CA cert:      ${server.caFile} (trust it in clients, e.g. NODE_EXTRA_CA_CERTS or ssl_context.load_verify_locations)`);
   }

@@ -15,6 +15,7 @@ export const optionSources: readonly OptionSource[] = [
   { option: 'role', flag: 'role', env: 'PORTCULLIS_ROLE' },
   { option: 'host', flag: 'host', env: 'PORTCULLIS_HOST' },
   { option: 'port', flag: 'port', env: 'PORTCULLIS_PORT' },
+  { option: 'plainPort', flag: 'plain-port', env: 'PORTCULLIS_PLAIN_PORT' },
   { option: 'publicUrl', flag: 'public-url', env: 'PORTCULLIS_PUBLIC_URL' },
   { option: 'dataDir', flag: 'data-dir', env: 'PORTCULLIS_DATA_DIR' },
   { option: 'databaseUrl', flag: 'database-url', env: 'PORTCULLIS_DATABASE_URL' },

@@ -1,6 +1,21 @@
 import net from 'node:net';
 import path from 'node:path';
 
+import {
+  normalizeOrigin,
+  OptionsError,
+  requireBoolean,
+  requireHttpsUrl,
+  requireInteger,
+  requireKeyPrefix,
+  requireServiceUrl,
+  requireString,
+  requireStringList,
+  requireWebhookUrl,
+} from './value-checks.ts';
+
+export { normalizeOrigin, OptionsError };
+
 /** Signature algorithms a gateway may accept from an external issuer; the built-in auth server signs with ES256. */
 export const supportedAlgorithms = ['ES256', 'EdDSA', 'RS256', 'PS256'] as const;
 
@@ -13,8 +28,13 @@ export interface Options {
   role: Role;
   /** Listen address. Default `127.0.0.1`. */
   host: string;
-  /** Listen port. Default `8443`. */
+  /** Listen port of the HTTPS listener. Default `8443`. */
   port: number;
+  /**
+   * Port of an extra plain-HTTP listener on `host`, for a TLS-terminating proxy listed in
+   * `trustedProxies`. 0 picks a free port. Default none.
+   */
+  plainPort: number | null;
   /** Public origin browsers and devices use; also the OAuth issuer. Default `https://localhost:8443`. */
   publicUrl: string;
   /** Directory for the SQLite database, TLS material and keys. Default `./.portcullis`. */
@@ -100,6 +120,7 @@ export const defaultOptions: Readonly<Options> = Object.freeze({
   role: 'all',
   host: '127.0.0.1',
   port: 8443,
+  plainPort: null,
   publicUrl: 'https://localhost:8443',
   dataDir: './.portcullis',
   databaseUrl: null,
@@ -141,133 +162,7 @@ export const defaultOptions: Readonly<Options> = Object.freeze({
   logLevel: 'info',
 });
 
-/** An invalid option: the message names the option path and how to fix it. Exit code 2. */
-export class OptionsError extends Error {
-  readonly code = 'invalid_option';
-  readonly exitCode = 2;
-
-  constructor(message: string) {
-    super(message);
-    this.name = 'OptionsError';
-  }
-}
-
 const logLevels = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
-
-function requireInteger(name: string, value: unknown, min: number, max: number): number {
-  const number = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
-  if (typeof number !== 'number' || !Number.isInteger(number) || number < min || number > max) {
-    throw new OptionsError(`${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(value)}.`);
-  }
-  return number;
-}
-
-function requireBoolean(name: string, value: unknown): boolean {
-  if (value === true || value === 'true') {
-    return true;
-  }
-  if (value === false || value === 'false') {
-    return false;
-  }
-  throw new OptionsError(`${name} must be true or false, got ${JSON.stringify(value)}.`);
-}
-
-/** Accepts https:// URLs, and http:// only on a loopback host, where no one else can read the traffic. */
-function requireWebhookUrl(name: string, value: unknown): string {
-  const text = requireString(name, value);
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw new OptionsError(`${name} must be an absolute https:// URL, got ${JSON.stringify(text)}.`);
-  }
-
-  // A host name such as 127.example.com is not loopback, so only the IPv4 literal range counts.
-  const loopback = url.hostname === 'localhost' || url.hostname === '[::1]' || (net.isIPv4(url.hostname) && url.hostname.startsWith('127.'));
-  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) {
-    throw new OptionsError(`${name} must use https:// (http:// is accepted only for a loopback host).`);
-  }
-  if (url.username || url.password) {
-    throw new OptionsError(`${name} must not contain credentials; the body is signed with the webhook secret instead.`);
-  }
-  return url.href;
-}
-
-/** Accepts a URL with one of `protocols`; the message never repeats the value, which may hold a password. */
-function requireServiceUrl(name: string, value: unknown, protocols: string[]): string {
-  const text = requireString(name, value);
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw new OptionsError(`${name} must be an absolute URL starting with ${protocols.join(' or ')}.`);
-  }
-  if (!protocols.includes(url.protocol.replace(/:$/, '://'))) {
-    throw new OptionsError(`${name} must start with ${protocols.join(' or ')}.`);
-  }
-  return text;
-}
-
-/**
- * Accepts 1 to 64 letters, digits and `: . _ - { }`. Glob characters are excluded, so that
- * `SCAN MATCH <prefix>*` finds only the deployment's own keys.
- */
-function requireKeyPrefix(name: string, value: unknown): string {
-  const text = requireString(name, value);
-  if (!/^[A-Za-z0-9:._{}-]{1,64}$/.test(text)) {
-    throw new OptionsError(`${name} must be 1 to 64 letters, digits or the characters : . _ - { }, got ${JSON.stringify(text)}.`);
-  }
-  return text;
-}
-
-function requireString(name: string, value: unknown): string {
-  if (typeof value !== 'string' || value === '') {
-    throw new OptionsError(`${name} must be a non-empty string, got ${JSON.stringify(value)}.`);
-  }
-  return value;
-}
-
-function requireStringList(name: string, value: unknown): string[] {
-  const list = typeof value === 'string' ? [value] : value;
-  if (!Array.isArray(list) || list.some((item) => typeof item !== 'string' || item === '')) {
-    throw new OptionsError(`${name} must be a list of non-empty strings, got ${JSON.stringify(value)}.`);
-  }
-  return list;
-}
-
-/** Parses an origin the way browsers serialise it (lower-case scheme and host, default port omitted). */
-export function normalizeOrigin(name: string, value: string): string {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    throw new OptionsError(`${name} must be an absolute https:// origin such as https://app.example.com, got ${JSON.stringify(value)}.`);
-  }
-
-  if (url.protocol !== 'https:') {
-    throw new OptionsError(`${name} must use https://, got ${JSON.stringify(value)}.`);
-  }
-  if (url.pathname !== '/' || url.search || url.hash || url.username || url.password) {
-    throw new OptionsError(`${name} must be an origin without path, query or credentials, got ${JSON.stringify(value)}; use ${url.origin}.`);
-  }
-  return url.origin;
-}
-
-/** Accepts an https:// URL without credentials or fragment, kept exactly as given (issuers compare as strings). */
-function requireHttpsUrl(name: string, value: unknown): string {
-  const text = requireString(name, value);
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw new OptionsError(`${name} must be an absolute https:// URL, got ${JSON.stringify(text)}.`);
-  }
-  // An empty `?` or `#` leaves `search` and `hash` empty, so the text itself is checked.
-  if (url.protocol !== 'https:' || url.username || url.password || /[#?\s]/.test(text)) {
-    throw new OptionsError(`${name} must be an https:// URL without credentials, query, fragment or spaces, got ${JSON.stringify(text)}.`);
-  }
-  return text;
-}
 
 type IssuerTrust = Pick<Options, 'issuer' | 'jwksUrl' | 'issuerCaFile' | 'audience' | 'tokenAlgorithms' | 'acceptJwtType' | 'clientIdClaim' | 'scopeClaim' | 'tokenIdClaim'>;
 
@@ -317,6 +212,29 @@ function validateIssuerTrust(merged: Record<string, unknown>, role: Role): Issue
   return trust;
 }
 
+/**
+ * Checks the plain-HTTP listener. It routes only requests that a trusted proxy forwards with
+ * `X-Forwarded-Proto: https`, so without such a proxy it would reject everything.
+ */
+function validatePlainPort(value: unknown, port: number, trustedProxies: readonly string[]): number | null {
+  if (value === null) {
+    return null;
+  }
+
+  const plainPort = requireInteger('plainPort (--plain-port)', value, 0, 65535);
+  if (trustedProxies.length === 0) {
+    throw new OptionsError('plainPort (--plain-port) needs trustedProxies (--trusted-proxy), because the plain-HTTP listener accepts only requests that a listed TLS-terminating proxy forwards with X-Forwarded-Proto: https. Add the proxy\'s address with --trusted-proxy.');
+  }
+  // The listener compares the peer with single addresses, as the handshake's transport check does.
+  if (!trustedProxies.some((entry) => net.isIP(entry) !== 0)) {
+    throw new OptionsError(`plainPort (--plain-port) needs at least one single IP address in trustedProxies (--trusted-proxy), because the plain-HTTP listener does not match CIDR ranges; got ${JSON.stringify(trustedProxies)}.`);
+  }
+  if (plainPort !== 0 && plainPort === port) {
+    throw new OptionsError(`plainPort (--plain-port) must differ from port (--port), got ${plainPort} for both.`);
+  }
+  return plainPort;
+}
+
 /** Checks `input` option by option, fills defaults and returns a frozen `Options`. */
 export function validateOptions(input: Record<string, unknown>): Readonly<Options> {
   const known = new Set(Object.keys(defaultOptions));
@@ -348,12 +266,15 @@ export function validateOptions(input: Record<string, unknown>): Readonly<Option
     throw new OptionsError(`role (--role) must be one of ${roles.join(', ')}, got ${JSON.stringify(role)}.`);
   }
   const issuerTrust = validateIssuerTrust(merged, role as Role);
+  const port = requireInteger('port (--port)', merged.port, 0, 65535);
+  const trustedProxies = requireStringList('trustedProxies (--trusted-proxy)', merged.trustedProxies);
 
   return Object.freeze({
     role: role as Role,
     ...issuerTrust,
     host: requireString('host (--host)', merged.host),
-    port: requireInteger('port (--port)', merged.port, 0, 65535),
+    port,
+    plainPort: validatePlainPort(merged.plainPort, port, trustedProxies),
     publicUrl,
     dataDir: path.resolve(requireString('dataDir (--data-dir)', merged.dataDir)),
     databaseUrl: merged.databaseUrl === null ? null : requireServiceUrl('databaseUrl (--database-url)', merged.databaseUrl, ['postgres://', 'postgresql://']),
@@ -364,7 +285,7 @@ export function validateOptions(input: Record<string, unknown>): Readonly<Option
     accessTokenTtlSeconds: requireInteger('accessTokenTtlSeconds (--access-token-ttl)', merged.accessTokenTtlSeconds, 1, 86_400),
     refreshTokenTtlSeconds: requireInteger('refreshTokenTtlSeconds (--refresh-token-ttl)', merged.refreshTokenTtlSeconds, 60, 365 * 86_400),
     allowedOrigins: Object.freeze(allowedOrigins.length > 0 ? allowedOrigins : [publicUrl]) as string[],
-    trustedProxies: Object.freeze(requireStringList('trustedProxies (--trusted-proxy)', merged.trustedProxies)) as string[],
+    trustedProxies: Object.freeze(trustedProxies) as string[],
     clockLeewaySeconds: requireInteger('clockLeewaySeconds (--clock-leeway)', merged.clockLeewaySeconds, 0, 60),
     expiryWarningSeconds: requireInteger('expiryWarningSeconds (--expiry-warning)', merged.expiryWarningSeconds, 0, 3600),
     handshakeTimeoutMs: requireInteger('handshakeTimeoutMs (--handshake-timeout)', merged.handshakeTimeoutMs, 100, 120_000),

@@ -152,6 +152,46 @@ describe('validateOptions', () => {
   }
 });
 
+describe('plainPort', () => {
+  test('defaults to none', () => {
+    assert.equal(validateOptions({}).plainPort, null);
+  });
+
+  test('with a trusted proxy is accepted', () => {
+    const options = validateOptions({ plainPort: '8080', trustedProxies: ['10.0.0.2'] });
+
+    assert.equal(options.plainPort, 8080);
+  });
+
+  test('0 is accepted, also with port 0', () => {
+    assert.equal(validateOptions({ plainPort: 0, port: 0, trustedProxies: ['10.0.0.2'] }).plainPort, 0);
+  });
+
+  test('without trusted proxies is rejected', () => {
+    assertOptionsError(() => validateOptions({ plainPort: 8080 }), /^plainPort \(--plain-port\) needs trustedProxies \(--trusted-proxy\)/, /Add the proxy's address with --trusted-proxy/);
+  });
+
+  test('with only CIDR ranges is rejected', () => {
+    assertOptionsError(() => validateOptions({ plainPort: 8080, trustedProxies: ['10.0.0.0/8'] }), /at least one single IP address/, /does not match CIDR ranges/);
+  });
+
+  test('equal to port is rejected', () => {
+    assertOptionsError(() => validateOptions({ plainPort: 8443, port: 8443, trustedProxies: ['10.0.0.2'] }), /plainPort \(--plain-port\) must differ from port \(--port\), got 8443 for both/);
+  });
+
+  const badPlainPorts: unknown[] = ['abc', -1, 65536, 1.5];
+  for (const plainPort of badPlainPorts) {
+    test(`${JSON.stringify(plainPort)} is rejected`, () => {
+      assertOptionsError(() => validateOptions({ plainPort, trustedProxies: ['10.0.0.2'] }), /plainPort \(--plain-port\) must be a whole number from 0 to 65535/);
+    });
+  }
+
+  test('comes from its flag and variable', () => {
+    assert.equal(resolveOptions({ 'plain-port': '8081', 'trusted-proxy': ['10.0.0.2'] }, {}).plainPort, 8081);
+    assert.equal(resolveOptions({}, { PORTCULLIS_PLAIN_PORT: '8082', PORTCULLIS_TRUSTED_PROXIES: '10.0.0.2' }).plainPort, 8082);
+  });
+});
+
 describe('resolveOptions', () => {
   test('flags beat environment beat config file', () => {
     const config = writeConfig(JSON.stringify({ port: 1111, host: '127.0.0.2', logLevel: 'warn', clockLeewaySeconds: 5 }));
@@ -275,6 +315,13 @@ describe('portcullis start with bad options', () => {
 
     assert.equal(result.code, 2, result.stderr);
     assert.match(result.stderr, /Unknown option "handshakeTimeoutSeconds"/);
+  });
+
+  test('--plain-port without --trusted-proxy exits 2', async () => {
+    const result = await runCli(temporaryDataDir(), ['start', '--plain-port', '0', '--host', '127.0.0.1', '--port', String(takenPort)]);
+
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(result.stderr, /^portcullis start: plainPort \(--plain-port\) needs trustedProxies \(--trusted-proxy\)/m);
   });
 
   test('unknown flag exits 2', async () => {

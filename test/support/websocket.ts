@@ -190,18 +190,22 @@ export class GatewaySocket {
   }
 }
 
-interface OpenOptions {
+/** Options of {@link openSocket}. */
+export interface OpenOptions {
   server: TestServer;
   headers: Record<string, string>;
   protocols?: string[];
+  /** Address to connect to; default `wss://localhost:<server port>/ws`. */
+  url?: string;
 }
 
 /**
- * Opens a socket with the `ws` client over TLS, trusting only the server's development CA, and
- * resolves once the welcome frame arrives. A rejected handshake rejects with its status and error code.
+ * Opens a socket with the `ws` client, over TLS unless `url` starts with `ws://`, trusting only the
+ * server's development CA, and resolves once the welcome frame arrives. A rejected handshake rejects
+ * with its status and error code.
  */
-function openSocket(options: OpenOptions): Promise<GatewaySocket> {
-  const socket = new WebSocket(`wss://localhost:${options.server.port}/ws`, options.protocols ?? [], {
+export function openSocket(options: OpenOptions): Promise<GatewaySocket> {
+  const socket = new WebSocket(options.url ?? `wss://localhost:${options.server.port}/ws`, options.protocols ?? [], {
     ca: options.server.caPem,
     headers: options.headers,
     handshakeTimeout: socketWaitMs,

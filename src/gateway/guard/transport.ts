@@ -1,3 +1,5 @@
+import type { IncomingMessage } from 'node:http';
+
 import type { HandshakeCheck } from '../handshake.ts';
 import { headerValues, isTlsSocket } from '../handshake.ts';
 
@@ -7,21 +9,33 @@ import { headerValues, isTlsSocket } from '../handshake.ts';
  * with `X-Forwarded-Proto: https`.
  */
 export function transportCheck(trustedProxies: readonly string[]): HandshakeCheck {
-  const trusted = new Set(trustedProxies.map(normalizeAddress));
+  const arrivedOverTls = createTlsTest(trustedProxies);
 
   return {
     name: 'transport',
     run(state) {
-      if (isTlsSocket(state.request)) {
-        return undefined;
-      }
-
-      const forwarded = headerValues(state.request, 'x-forwarded-proto');
-      if (trusted.has(normalizeAddress(state.peerAddress)) && forwarded.length === 1 && forwarded[0].trim().toLowerCase() === 'https') {
-        return undefined;
-      }
-      return 'tls_required';
+      return arrivedOverTls(state.request, state.peerAddress) ? undefined : 'tls_required';
     },
+  };
+}
+
+/**
+ * Builds the test that the handshake's transport check and the plain-HTTP listener share. A request
+ * passes on a TLS socket, or on a plain socket from an address in `trustedProxies` (exact match, no
+ * CIDR ranges) that carries exactly one `X-Forwarded-Proto: https`.
+ */
+export function createTlsTest(trustedProxies: readonly string[]): (request: IncomingMessage, peerAddress: string) => boolean {
+  const trusted = new Set(trustedProxies.map(normalizeAddress));
+
+  return (request, peerAddress) => {
+    if (isTlsSocket(request)) {
+      return true;
+    }
+
+    // A proxy that appends instead of replacing passes the client's own value on as well, so two
+    // values are not believed.
+    const forwarded = headerValues(request, 'x-forwarded-proto');
+    return trusted.has(normalizeAddress(peerAddress)) && forwarded.length === 1 && forwarded[0].trim().toLowerCase() === 'https';
   };
 }
 
