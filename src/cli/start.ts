@@ -1,5 +1,5 @@
 import { parseOptionArgs, resolveOptions } from '../config/load.ts';
-import { createLogger } from '../log/logger.ts';
+import { createLogger, flushLogs } from '../log/logger.ts';
 import { startServer } from '../server.ts';
 
 /** Usage of `portcullis start`. */
@@ -47,10 +47,9 @@ export async function runStart(argv: string[]): Promise<void> {
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       logger.info({ event: 'server.stopping', signal }, 'shutting down');
-      server.close().then(resolve, (error) => {
+      server.close().catch((error) => {
         logger.error({ event: 'server.stop_failed', err: error }, 'shutdown failed');
-        resolve();
-      });
+      }).then(() => flushLogs(logger)).then(resolve);
     };
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));

@@ -27,9 +27,9 @@ export interface TokenVerifierOptions {
   algorithms: readonly string[];
   /** Also accept `typ: JWT`, which Keycloak, Entra ID and Auth0's default profile put on access tokens. */
   acceptJwtType: boolean;
-  /** Claim that holds the client id: `client_id` in RFC 9068, `azp` at some issuers. */
+  /** Claim with the client id: `client_id` in RFC 9068, `azp` at some issuers. */
   clientIdClaim: string;
-  /** Claim that holds the granted scopes, as a space-separated string or an array of strings. */
+  /** Claim with the granted scopes, as a space-separated string or an array of strings. */
   scopeClaim: string;
   /** Claim that identifies the token, for the deny-list: `jti` in RFC 9068, `uti` at Entra ID. */
   tokenIdClaim: string;
@@ -100,6 +100,9 @@ export function createTokenVerifier(options: TokenVerifierOptions): (token: stri
     // Frozen, because every connection that presents this token shares the object.
     const result = Object.freeze(await verify(token));
     Object.freeze(result.payload);
+    if (token.length > maxCachedTokenLength) {
+      return result;
+    }
     if (verified.size >= maxCachedTokens) {
       verified.delete(verified.keys().next().value!);
     }
@@ -108,8 +111,10 @@ export function createTokenVerifier(options: TokenVerifierOptions): (token: stri
   };
 }
 
-// Enough for every device of a large node to reconnect at once; an entry is about 1 KiB.
+// Enough for every device of a large node to reconnect at once. A built-in token's entry is under
+// 1 KiB; longer tokens of an external issuer are not kept, so a full cache stays near 40 MiB.
 const maxCachedTokens = 20_000;
+const maxCachedTokenLength = 2048;
 
 function createUncachedVerifier(options: TokenVerifierOptions): (token: string) => Promise<VerifiedToken> {
   const algorithms = [...options.algorithms];

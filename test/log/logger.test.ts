@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
 
-import { createLogger } from '../../src/log/logger.ts';
+import { createLogger, pathWithoutQuery } from '../../src/log/logger.ts';
 
 function capture(): { lines: Array<Record<string, unknown>>; sink: Writable } {
   const lines: Array<Record<string, unknown>> = [];
@@ -45,4 +45,20 @@ test('lines without secrets pass unchanged', () => {
   assert.equal(lines[0].connection_id, 'c1');
   assert.equal(lines[0].scope, 'subscribe:users/a/#');
   assert.deepEqual(lines[0].nested, { kind: 'device' });
+});
+
+test('null-prototype objects, as form parsers return them, are redacted too', () => {
+  const { lines, sink } = capture();
+  const parsed = Object.assign(Object.create(null) as Record<string, unknown>, { grant_type: 'client_credentials', client_secret: 'cs-1' });
+
+  createLogger('info', sink).info({ event: 'test.form', form: parsed }, 'line');
+
+  assert.deepEqual(lines[0].form, { grant_type: 'client_credentials', client_secret: '[redacted]' });
+  assert.ok(!JSON.stringify(lines[0]).includes('cs-1'));
+});
+
+test('a request target in absolute form loses its credentials', () => {
+  assert.equal(pathWithoutQuery('http://sensor-1:s3cret@localhost/healthz?x=1'), '/healthz');
+  assert.equal(pathWithoutQuery('https://host'), '/');
+  assert.equal(pathWithoutQuery('/ws?token=abc'), '/ws');
 });
