@@ -77,7 +77,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): (token: stri
   let keysVersion = options.keysVersion?.();
 
   // A device reconnecting with the same token, or a browser reopening its tab, skips the signature
-  // check: the entry holds what that check proved, and `exp` is checked again each time.
+  // check: the entry keeps what that check proved, and `exp` is checked again each time.
   return async function verifyWithCache(token: string): Promise<VerifiedToken> {
     if (token.length > maxTokenLength) {
       throw new PortcullisError('token_invalid');
