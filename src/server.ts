@@ -252,7 +252,7 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
     },
   });
   await app.ready();
-  // An auth-only process answers every upgrade like any other unknown resource.
+  // An auth-only process rejects every upgrade with 404, like any other unknown resource.
   const upgradeListener = servesGateway ? upgrade.listener : (_request: IncomingMessage, socket: Duplex) => rejectUpgrade(socket, 'not_found');
   attachServerListeners(server, upgradeListener, logger);
   const plainServer = options.plainPort === null

@@ -62,7 +62,7 @@ export async function createTokenVerifier(publicJwk: JWK): Promise<(token: strin
 /**
  * Handles the control routes the load process calls: `GET /bench/ping` to open a kept-alive
  * connection beforehand, and `POST /bench/revoke?sub=<subject>`, which closes the subject's
- * connections through `revoke` and answers with how many it closed.
+ * connections through `revoke` and responds with how many it closed.
  */
 export function controlRoutes(revoke: (subject: string | null) => number): http.RequestListener {
   return (request, response) => {
@@ -80,7 +80,7 @@ export function controlRoutes(revoke: (subject: string | null) => number): http.
   };
 }
 
-/** Listens on a free port of 127.0.0.1 and tells the harness the port and this process's pid. */
+/** Listens on a free port of 127.0.0.1 and reports the port and this process's pid to the harness. */
 export async function listenAndReport(server: http.Server, settings: PeerSettings, cleanup: () => Promise<void> | void): Promise<void> {
   exitWithHarness(settings.deadlineMs, cleanup);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

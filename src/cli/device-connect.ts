@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { DeviceClient, type StateChange } from '../client/device.ts';
-import { parseOptionArgs, resolveOptions } from '../config/load.ts';
+import { optionSources, parseOptionArgs, resolveOptions } from '../config/load.ts';
 import { CommandError, printLine } from './output.ts';
 import { readPasswordFromStdin } from './password-input.ts';
 
@@ -24,13 +24,14 @@ function readCa(file: string): string {
   }
 }
 
-// Server settings that make a gateway trust an external issuer; they mean nothing to a device.
-const externalIssuerVariables = new Set(['PORTCULLIS_ROLE', 'PORTCULLIS_ISSUER', 'PORTCULLIS_JWKS_URL', 'PORTCULLIS_ISSUER_CA', 'PORTCULLIS_AUDIENCE', 'PORTCULLIS_TOKEN_ALGORITHMS', 'PORTCULLIS_ACCEPT_JWT_TYPE', 'PORTCULLIS_CLIENT_ID_CLAIM', 'PORTCULLIS_SCOPE_CLAIM']);
+// Server settings that make a gateway trust an external issuer. They mean nothing to a device.
+const externalIssuerOptions = new Set<string>(['role', 'issuer', 'jwksUrl', 'issuerCaFile', 'audience', 'tokenAlgorithms', 'acceptJwtType', 'clientIdClaim', 'scopeClaim', 'tokenIdClaim']);
+const externalIssuerVariables = new Set(optionSources.filter((source) => externalIssuerOptions.has(source.option)).map((source) => source.env));
 
 /**
  * Defaults come from the server options: the public URL, and `<dataDir>/ca.pem` when it exists.
- * `--issuer` here names the device's token issuer; the server's settings for trusting an external
- * issuer are left out, since they are valid only together with `--role gateway`.
+ * `--issuer` here names the device's token issuer. The server's settings for trusting an external
+ * issuer are left out, because they are valid only together with `--role gateway`.
  */
 function resolveTarget(values: Record<string, unknown>): Target {
   const { issuer: deviceIssuer, ...serverValues } = values;

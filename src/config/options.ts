@@ -19,7 +19,7 @@ export { normalizeOrigin, OptionsError };
 /** Signature algorithms a gateway may accept from an external issuer; the built-in auth server signs with ES256. */
 export const supportedAlgorithms = ['ES256', 'EdDSA', 'RS256', 'PS256'] as const;
 
-/** What a process serves: everything, only the auth server, or only the WebSocket gateway. */
+/** The part a process serves: everything, only the auth server, or only the WebSocket gateway. */
 export type Role = 'all' | 'auth' | 'gateway';
 
 /** Start-up options of a Portcullis server, after defaults are applied and validated. */
@@ -105,9 +105,9 @@ export interface Options {
   tokenAlgorithms: string[];
   /** Accept `typ: JWT` as well as `at+jwt` from an external issuer. Default false. */
   acceptJwtType: boolean;
-  /** Claim of an external issuer's token that holds the client id. Default `client_id`. */
+  /** Claim of an external issuer's token that contains the client id. Default `client_id`. */
   clientIdClaim: string;
-  /** Claim of an external issuer's token that holds the scopes (string or array). Default `scope`. */
+  /** Claim of an external issuer's token that contains the scopes (string or array). Default `scope`. */
   scopeClaim: string;
   /** Claim of an external issuer's token that identifies the token, for revocation. Default `jti`. */
   tokenIdClaim: string;

@@ -32,15 +32,18 @@ export function requireBoolean(name: string, value: unknown): boolean {
   throw new OptionsError(`${name} must be true or false, got ${JSON.stringify(value)}.`);
 }
 
-/** Accepts https:// URLs, and http:// only on a loopback host, where no one else can read the traffic. */
-export function requireWebhookUrl(name: string, value: unknown): string {
-  const text = requireString(name, value);
-  let url: URL;
+function parseHttpsUrlText(name: string, text: string): URL {
   try {
-    url = new URL(text);
+    return new URL(text);
   } catch {
     throw new OptionsError(`${name} must be an absolute https:// URL, got ${JSON.stringify(text)}.`);
   }
+}
+
+/** Accepts https:// URLs, and http:// only on a loopback host, where no one else can read the traffic. */
+export function requireWebhookUrl(name: string, value: unknown): string {
+  const text = requireString(name, value);
+  const url = parseHttpsUrlText(name, text);
 
   // A host name such as 127.example.com is not loopback, so only the IPv4 literal range counts.
   const loopback = url.hostname === 'localhost' || url.hostname === '[::1]' || (net.isIPv4(url.hostname) && url.hostname.startsWith('127.'));
@@ -118,12 +121,7 @@ export function normalizeOrigin(name: string, value: string): string {
 /** Accepts an https:// URL without credentials or fragment, kept exactly as given (issuers compare as strings). */
 export function requireHttpsUrl(name: string, value: unknown): string {
   const text = requireString(name, value);
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw new OptionsError(`${name} must be an absolute https:// URL, got ${JSON.stringify(text)}.`);
-  }
+  const url = parseHttpsUrlText(name, text);
   // An empty `?` or `#` leaves `search` and `hash` empty, so the text itself is checked.
   if (url.protocol !== 'https:' || url.username || url.password || /[#?\s]/.test(text)) {
     throw new OptionsError(`${name} must be an https:// URL without credentials, query, fragment or spaces, got ${JSON.stringify(text)}.`);

@@ -262,7 +262,7 @@ function send(state: ConnectionState, frame: string | Buffer): void {
     setTimeout(() => connection.socket.terminate(), 1000).unref();
     return;
   }
-  // ws sends a Buffer as a binary frame unless told otherwise; message frames are JSON text.
+  // ws sends a Buffer as a binary frame by default, but message frames are JSON text.
   connection.socket.send(frame, { binary: false });
 }
 

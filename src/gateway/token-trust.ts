@@ -51,8 +51,8 @@ export function buildTokenTrust(options: Readonly<Options>, localKeys: () => JWK
   const verifyWithGrace = (extraLeewaySeconds: number) => createTokenVerifier({
     ...verifierOptions,
     getKey: issuerKeys.getKey,
-    // The built-in keys change only by rotation; a remote set is not watched, and its retired keys
-    // stay published until their tokens expire at well-run issuers anyway.
+    // The built-in keys change only by rotation. A remote set is not watched, because a careful
+    // issuer keeps a retired key published until the tokens it signed have expired.
     keysVersion: external ? undefined : localKeys,
     clockLeewaySeconds: options.clockLeewaySeconds + extraLeewaySeconds,
   });

@@ -46,8 +46,8 @@ export interface UpgradeHandlerInit {
    */
   reserveSlot?: (owner: ConnectionOwner, limit: number) => Promise<ConnectionSlot | null>;
   /**
-   * What the per-client handshake rate and connection cap count a bearer token by; default its
-   * client id. An external issuer's app may act for many users, so there it is client and subject.
+   * Key by which the per-client handshake rate and connection cap count a bearer token; by default
+   * its client id. An external issuer's app may act for many users, so there it is client and subject.
    */
   deviceLimitKey?: (token: VerifiedToken) => string;
   /** Services accepted connections use: registry, token verification and revocation lookups. */

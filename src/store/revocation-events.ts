@@ -21,10 +21,10 @@ export type RevocationEvent = Pick<RevocationEventTable, 'kind' | 'value' | 'rea
  * Records a revocation: the deny-list entry that refuses new handshakes, and an event that every
  * running server reads to close live sockets. Both are written in one transaction.
  */
-export async function recordRevocation(store: Store, given: Revocation): Promise<void> {
+export async function recordRevocation(store: Store, requested: Revocation): Promise<void> {
   // An external issuer may set any `exp`; past this bound the entry outlives every server anyway,
   // and a larger value would not fit PostgreSQL's bigint.
-  const revocation = { ...given, expiresAt: Math.min(given.expiresAt, Number.MAX_SAFE_INTEGER) };
+  const revocation = { ...requested, expiresAt: Math.min(requested.expiresAt, Number.MAX_SAFE_INTEGER) };
   await store.transaction().execute(async (trx) => {
     // Readers remember the highest id they have seen, so ids must become visible in ascending order.
     // PostgreSQL assigns identity values at insert time, but transactions may commit in another

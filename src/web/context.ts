@@ -19,7 +19,7 @@ export interface WebContext {
   logger: Logger;
   /** The current auth server, replaced after a signing-key rotation, so read it per request; null with `--role gateway`. */
   auth: { provider: Provider } | null;
-  /** What the revocation check consults: the device registry only for the built-in auth server's tokens. */
+  /** Sources of the revocation check: the device registry only for the built-in auth server's tokens. */
   revocationScope: RevocationScope;
   /** Verifies an access token exactly as the handshake does. */
   verifyToken: (token: string) => Promise<VerifiedToken>;

@@ -82,8 +82,8 @@ describe('revocation bridge', () => {
 
     const closed = await socket.waitForClose();
     assert.equal(closed.code, 4403);
-    // Node A announces the recorded revocation through Redis, and node B also polls the database;
-    // whichever comes first closes the socket, and the other finds nothing left to close.
+    // Node A announces the recorded revocation through Redis, and node B also polls the database.
+    // Whichever comes first closes the socket, so the other finds nothing left to close.
     const applied = await waitForLogEvent(pair.b, 'revocation.applied', (entry) => entry.kind === 'client');
     assert.ok(['redis', 'database'].includes(String(applied.source)), String(applied.source));
   });

@@ -102,7 +102,7 @@ async function waitForLog(node: NodeProcess, event: string, matches: (line: Reco
   }
 }
 
-test('the auth process serves no WebSocket and the gateways serve no auth server', stepTimeout, async () => {
+test('roles serve only their routes', stepTimeout, async () => {
   const discovery = await auth.fetch(`https://localhost:${auth.port}/.well-known/oauth-authorization-server`);
   assert.equal(discovery.status, 200);
   assert.equal((await gatewayA.fetch(`https://localhost:${gatewayA.port}/.well-known/oauth-authorization-server`)).status, 404);
@@ -113,7 +113,7 @@ test('the auth process serves no WebSocket and the gateways serve no auth server
   assert.deepEqual([outcome.status, outcome.error], [404, 'not_found']);
 });
 
-test('a device on gateway A and a browser on gateway B exchange messages', stepTimeout, async () => {
+test('device and browser exchange across gateways', stepTimeout, async () => {
   const sensor = await addDevice(asServer(auth), sensorId, ['--owner', username]);
   const backend = await addDevice(asServer(auth), 'hall-backend', ['--scope', `publish:${commandsChannel(sensorId)}`]);
 
@@ -152,7 +152,7 @@ test('a device on gateway A and a browser on gateway B exchange messages', stepT
   assert.deepEqual(command.data, { blink: true });
 });
 
-test('a revocation made on gateway A closes the browser socket on gateway B', stepTimeout, async () => {
+test('revocation on A closes socket on B', stepTimeout, async () => {
   const listed = await runServerCli(asServer(gatewayB), ['sessions', 'list', '--json']);
   assert.equal(listed.code, 0, listed.stderr);
   const browserConnection = (JSON.parse(listed.stdout) as Array<{ kind: string; grant_id: string | null }>).find((connection) => connection.kind === 'browser');
@@ -167,7 +167,7 @@ test('a revocation made on gateway A closes the browser socket on gateway B', st
   assert.equal(logEvents(gatewayA, 'connection.revoked').filter((line) => line.sub === username).length, 0);
 });
 
-test('a device handshake rate limit counts handshakes on both gateways', stepTimeout, async () => {
+test('handshake rate limit shared by gateways', stepTimeout, async () => {
   const counter = await addDevice(asServer(auth), 'rate-counter');
   const token = await deviceToken(asServer(auth), counter);
   const handshake = (node: NodeProcess) => probeDeviceConnection(node.port, node.caPem, counter.client_id, token);

@@ -17,7 +17,7 @@ function capture(): { lines: Array<Record<string, unknown>>; sink: Writable } {
   return { lines, sink };
 }
 
-test('secret-named fields are blanked at the top level and one level down', () => {
+test('secret fields redacted two levels', () => {
   const { lines, sink } = capture();
   const logger = createLogger('info', sink);
   const request = { method: 'GET', authorization: 'Bearer eyJhbGciOi.secret.value', cookie: 'session=abc' };
@@ -36,7 +36,7 @@ test('secret-named fields are blanked at the top level and one level down', () =
   assert.ok(!JSON.stringify(line).includes('secret.value'));
 });
 
-test('lines without secrets pass unchanged', () => {
+test('plain lines unchanged', () => {
   const { lines, sink } = capture();
   const logger = createLogger('info', sink);
 
@@ -47,7 +47,7 @@ test('lines without secrets pass unchanged', () => {
   assert.deepEqual(lines[0].nested, { kind: 'device' });
 });
 
-test('null-prototype objects, as form parsers return them, are redacted too', () => {
+test('null-prototype objects redacted', () => {
   const { lines, sink } = capture();
   const parsed = Object.assign(Object.create(null) as Record<string, unknown>, { grant_type: 'client_credentials', client_secret: 'cs-1' });
 
@@ -57,7 +57,7 @@ test('null-prototype objects, as form parsers return them, are redacted too', ()
   assert.ok(!JSON.stringify(lines[0]).includes('cs-1'));
 });
 
-test('a request target in absolute form loses its credentials', () => {
+test('absolute-form target loses credentials', () => {
   assert.equal(pathWithoutQuery('http://sensor-1:s3cret@localhost/healthz?x=1'), '/healthz');
   assert.equal(pathWithoutQuery('https://host'), '/');
   assert.equal(pathWithoutQuery('/ws?token=abc'), '/ws');

@@ -13,7 +13,7 @@ async function userIsActive(store: Store, username: string): Promise<boolean> {
   return user !== undefined && user.disabled === 0;
 }
 
-/** What the revocation check may consult besides the deny-lists. */
+/** Sources the revocation check may consult besides the deny-lists. */
 export interface RevocationScope {
   /** False for tokens of an external issuer, whose clients are registered there rather than here. */
   deviceRegistry: boolean;
