@@ -13,7 +13,7 @@ import { median } from './load/stats.ts';
 import { sampleBusyCpus } from './proc.ts';
 import { clientCredentialsToken, deviceFlowToken, registerBenchClients, type BenchClients } from './portcullis-setup.ts';
 import { formatNumber } from './report.ts';
-import { startChild, stopAllChildren, stopChild, trackServerPid, untrackServerPid, waitForMessage } from './processes.ts';
+import { nodeArgsFromEnvironment, startChild, stopAllChildren, stopChild, trackServerPid, untrackServerPid, waitForMessage } from './processes.ts';
 import type { ChildProcess } from 'node:child_process';
 
 /** Selection, sizes and rounds of one {@link runBench} call. */
@@ -80,6 +80,11 @@ interface RunContext {
 }
 
 const serverStartTimeoutMs = 60_000;
+
+// Node flags for the load processes and the peer servers, such as `--cpu-prof --cpu-prof-dir=DIR`.
+// The Portcullis launcher reads BENCH_SERVER_NODE_ARGS itself and passes it to the real server.
+const loadNodeArgs = nodeArgsFromEnvironment('BENCH_LOAD_NODE_ARGS');
+const peerNodeArgs = nodeArgsFromEnvironment('BENCH_SERVER_NODE_ARGS');
 
 // Limits that a benchmark from one address and one client id would otherwise hit within seconds.
 // Every check still runs, only the thresholds are higher.
@@ -170,7 +175,7 @@ async function runJob(context: RunContext, job: { scenario: ScenarioId; system: 
 
   try {
     const loadJob = await prepareJob(context, scenario, system, server);
-    const load = startChild({ script: 'bench/load/main.ts', label: `${label} load` });
+    const load = startChild({ script: 'bench/load/main.ts', label: `${label} load`, nodeArgs: loadNodeArgs });
     try {
       await waitForMessage(load, 'ready', Math.max(1, deadline - Date.now()));
       load.send(loadJob);
@@ -220,7 +225,7 @@ async function startServer(context: RunContext, scenario: ScenarioId, system: Sy
       deadlineMs,
     };
     const script = system === 'socket.io' ? 'bench/servers/socket-io-peer.ts' : 'bench/servers/ws-peer.ts';
-    child = startChild({ script, args: [JSON.stringify(settings)], label });
+    child = startChild({ script, args: [JSON.stringify(settings)], label, nodeArgs: peerNodeArgs });
   }
 
   try {

@@ -36,12 +36,19 @@ export function untrackServerPid(pid: number): void {
   serverPids.delete(pid);
 }
 
+/** Splits the Node flags in an environment variable, such as `BENCH_LOAD_NODE_ARGS`, at spaces. */
+export function nodeArgsFromEnvironment(name: string): string[] {
+  return (process.env[name] ?? '').split(' ').filter(Boolean);
+}
+
 /** Settings of a child process started by {@link startChild}. */
 export interface ChildOptions {
   /** TypeScript file relative to the repository root, run through tsx. */
   script: string;
   args?: string[];
   env?: NodeJS.ProcessEnv;
+  /** Node flags placed before the script, such as `--cpu-prof`. */
+  nodeArgs?: string[];
   /** Prefix of the child's standard error lines on the harness's standard error. */
   label: string;
   /** Called for every line the child writes to standard error. By default the line is printed with the label. */
@@ -51,7 +58,7 @@ export interface ChildOptions {
 /** Starts a TypeScript file in a new Node process with an IPC channel and a raised open-file limit. */
 export function startChild(options: ChildOptions): ChildProcess {
   const raiseLimit = `ulimit -n ${requestedOpenFiles} 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@"`;
-  const child = spawn('/bin/sh', ['-c', raiseLimit, process.execPath, '--import', 'tsx', options.script, ...(options.args ?? [])], {
+  const child = spawn('/bin/sh', ['-c', raiseLimit, process.execPath, ...(options.nodeArgs ?? []), '--import', 'tsx', options.script, ...(options.args ?? [])], {
     cwd: repositoryRoot,
     env: options.env ?? process.env,
     stdio: ['ignore', 'ignore', 'pipe', 'ipc'],

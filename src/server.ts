@@ -25,6 +25,7 @@ import { startAdminSocket } from './gateway/admin-socket.ts';
 import { buildHandshakeChecks } from './gateway/guard/index.ts';
 import { findRevocation } from './gateway/guard/revocation.ts';
 import { ConnectionRegistry } from './gateway/registry.ts';
+import { RevocationVerdicts } from './gateway/revocation-verdicts.ts';
 import { RevocationService } from './gateway/revocations.ts';
 import { buildTokenTrust } from './gateway/token-trust.ts';
 import { rejectUpgrade } from './gateway/reject.ts';
@@ -82,6 +83,11 @@ const sessionGraceSeconds = 300;
 const keyPollIntervalMs = 5_000;
 // Events are read within a second; a day covers any server that was briefly stopped.
 const revocationEventRetentionSeconds = 86_400;
+// Every revocation empties the verdict cache at once. The age bound limits how long one entry can
+// outlive a change that no revocation event announces.
+const verdictMaxAgeMs = 60_000;
+// After four missed polls of the revocation events (one every 500 ms), handshakes read the database again.
+const verdictMaxFeedSilenceMs = 2_000;
 
 /**
  * Starts the HTTPS server that is both the auth server and the WebSocket gateway, and with
@@ -113,7 +119,8 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
   const cluster = options.redisUrl
     ? await startCluster({ redisUrl: options.redisUrl, keyPrefix: options.redisKeyPrefix, maxPayloadBytes: options.maxPayloadBytes, logger, broker, registry })
     : null;
-  const revocations = new RevocationService({ store, registry, logger, announce: cluster?.announceRevocation });
+  const verdicts = new RevocationVerdicts({ maxAgeMs: verdictMaxAgeMs, maxFeedSilenceMs: verdictMaxFeedSilenceMs });
+  const revocations = new RevocationService({ store, registry, logger, announce: cluster?.announceRevocation, verdicts });
   cluster?.listenForRevocations((revocation) => revocations.applyAnnounced(revocation));
   await revocations.start();
   registry.start();
@@ -232,7 +239,7 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
   await configureRoutes(app, context, { servesAuth, servesGateway });
 
   const upgrade = createUpgradeHandler({
-    checks: buildHandshakeChecks({ store, verifyToken, builtInIssuer: trust.builtInIssuer, gatewayClientId, csrfKey, allowedOrigins: options.allowedOrigins, trustedProxies: options.trustedProxies }),
+    checks: buildHandshakeChecks({ store, verifyToken, builtInIssuer: trust.builtInIssuer, gatewayClientId, csrfKey, allowedOrigins: options.allowedOrigins, trustedProxies: options.trustedProxies, verdicts }),
     logger,
     maxPayloadBytes: options.maxPayloadBytes,
     limits: options,

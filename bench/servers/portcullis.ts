@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 
 import { exitWithHarness, sendToHarness } from '../child.ts';
-import { repositoryRoot } from '../processes.ts';
+import { nodeArgsFromEnvironment, repositoryRoot } from '../processes.ts';
 
 /** Settings of the launcher, passed as JSON in its first argument. */
 export interface PortcullisSettings {
@@ -29,10 +29,13 @@ const logLevel = process.env.BENCH_PORTCULLIS_LOG_LEVEL || 'warn';
 // The server's log lines after start-up go to the harness's standard error. At the default level at
 // most this many, so that a flood of identical warnings cannot bury the progress lines.
 const maxForwardedLines = logLevel === 'warn' ? 20 : Number.POSITIVE_INFINITY;
+// Node flags for the server itself rather than this launcher, such as `--cpu-prof`.
+const nodeArgs = nodeArgsFromEnvironment('BENCH_SERVER_NODE_ARGS');
 
 const settings = JSON.parse(process.argv[2] ?? '{}') as PortcullisSettings;
 
 const server = spawn(process.execPath, [
+  ...nodeArgs,
   path.join(repositoryRoot, 'bin/portcullis.js'), 'start',
   '--host', '127.0.0.1',
   '--port', String(settings.port),

@@ -63,8 +63,17 @@ interface ConnectionState {
   closed: boolean;
 }
 
+// Connections that present the same verified token object, which the token and verdict caches
+// share, share its parsed permissions. Nothing changes them in place.
+const permissionsByToken = new WeakMap<VerifiedToken, ChannelPermissions>();
+
 function permissionsOf(token: VerifiedToken): ChannelPermissions {
-  return permissionsFromScope(token.scope, { clientId: token.clientId, sub: token.sub });
+  let permissions = permissionsByToken.get(token);
+  if (!permissions) {
+    permissions = permissionsFromScope(token.scope, { clientId: token.clientId, sub: token.sub });
+    permissionsByToken.set(token, permissions);
+  }
+  return permissions;
 }
 
 /**

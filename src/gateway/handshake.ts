@@ -26,6 +26,8 @@ export interface HandshakeState {
   /** Subprotocols offered in `Sec-WebSocket-Protocol`, in order. */
   offeredProtocols: string[];
   verified: VerifiedToken | null;
+  /** Revocation epoch read before the revocation check looked the token up, when verdicts are cached. */
+  revocationEpoch?: number;
 }
 
 /** The outcome of one check: nothing when it passes, or the rejection. */
@@ -35,6 +37,11 @@ export type CheckResult = ErrorCode | undefined;
 export interface HandshakeCheck {
   name: string;
   run(state: HandshakeState): CheckResult | Promise<CheckResult>;
+  /**
+   * Runs once more right before the upgrade, after the rate limits and the connection cap, for a
+   * result that may have changed while they were awaited.
+   */
+  confirm?(state: HandshakeState): CheckResult | Promise<CheckResult>;
 }
 
 /** Tells whether the request arrived over TLS on this socket. */

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { epochSeconds, type Store } from '../store/database.ts';
 import { latestRevocationEventId, readRevocationEvents, recordRevocation, type Revocation, type RevocationEvent } from '../store/revocation-events.ts';
 import type { ConnectionRegistry } from './registry.ts';
+import type { RevocationVerdicts } from './revocation-verdicts.ts';
 
 /** Settings of the revocation service. */
 export interface RevocationServiceOptions {
@@ -16,6 +17,8 @@ export interface RevocationServiceOptions {
    * bridge sets it; without Redis, other nodes learn of the revocation from the database poll.
    */
   announce?: (revocation: RevocationNotice) => void;
+  /** The handshake's cache of tokens found not revoked, which every applied revocation empties. */
+  verdicts?: RevocationVerdicts;
 }
 
 /** The part of a revocation that closes connections, as read back or received from another node. */
@@ -99,8 +102,11 @@ export class RevocationService {
           this.apply(event, 'database');
         }
       } while (events.length > 0);
+      this.options.verdicts?.markFeedRead();
       this.endFailedPolls();
     } catch (error) {
+      // A revocation recorded elsewhere may be unread now, so cached verdicts are not trusted.
+      this.options.verdicts?.invalidate();
       this.logFailedPoll(error);
     } finally {
       this.polling = false;
@@ -132,6 +138,8 @@ export class RevocationService {
 
   private apply(revocation: RevocationNotice, source: RevocationSource): void {
     const { registry } = this.options;
+    // Before the sockets close: a handshake that passed its checks must see the new epoch.
+    this.options.verdicts?.invalidate();
     let closed = 0;
     switch (revocation.kind) {
       case 'grant':

@@ -87,7 +87,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): (token: stri
       verified.clear();
       keysVersion = currentKeys;
     }
-    const key = crypto.createHash('sha256').update(token).digest('base64url');
+    const key = crypto.hash('sha256', token, 'base64url');
     const cached = verified.get(key);
     if (cached) {
       if (cached.exp + options.clockLeewaySeconds <= Math.floor(Date.now() / 1000)) {

@@ -9,7 +9,7 @@ import type { Options } from '../config/options.ts';
 import { closeCodes, unavailableRetryAfterSeconds, type ErrorCode } from '../errors.ts';
 import { pathWithoutQuery } from '../log/logger.ts';
 import { serveConnection, type Connection, type ConnectionServices } from './connection.ts';
-import { runHandshakeChecks } from './guard/index.ts';
+import { confirmHandshakeChecks, runHandshakeChecks } from './guard/index.ts';
 import { createHandshakeLimits, type RateLimiterFactory } from './handshake-limits.ts';
 import { Heartbeat } from './heartbeat.ts';
 import { rejectUpgrade } from './reject.ts';
@@ -53,6 +53,9 @@ export interface UpgradeHandlerInit {
   /** Services accepted connections use: registry, token verification and revocation lookups. */
   services: ConnectionServices;
 }
+
+/** Rounds of confirmation before a handshake gives up with `temporarily_unavailable`. */
+const maxConfirmRounds = 5;
 
 /** The arguments of one `upgrade` event. */
 interface UpgradeRequest {
@@ -142,20 +145,46 @@ export function createUpgradeHandler(init: UpgradeHandlerInit) {
 
     // Two handshakes of one owner cannot both take the last slot, because the registry counts
     // synchronously and the cluster's count is one atomic Redis script.
-    const slot = await reserveSlot(state);
+    const reserved = reserveSlot(state);
+    const slot = reserved instanceof Promise ? await reserved : reserved;
     if (!slot) {
       reject(request, socket, { code: 'too_many_connections' });
       return;
     }
-    // The client may have gone while the cluster's count was checked.
-    if (socket.destroyed) {
+
+    const rejection = await confirmBeforeUpgrade(socket, state);
+    if (rejection || socket.destroyed) {
       slot.release();
+      if (rejection) {
+        reject(request, socket, { code: rejection, retryAfterSeconds: rejection === 'temporarily_unavailable' ? unavailableRetryAfterSeconds : undefined });
+      }
       return;
     }
     accept({ request, socket, head }, state, slot);
   }
 
-  async function reserveSlot(state: HandshakeState): Promise<ConnectionSlot | null> {
+  /**
+   * Confirms the checks once more after the limits were awaited. It returns only after a round
+   * that did not wait, so `accept` registers the connection in the same turn of the event loop:
+   * a revocation applied later finds the connection and closes it. Also returns early, with no
+   * code, when the client has gone.
+   */
+  async function confirmBeforeUpgrade(socket: Duplex, state: HandshakeState): Promise<ErrorCode | undefined> {
+    for (let round = 0; round < maxConfirmRounds; round += 1) {
+      const confirmation = confirmHandshakeChecks(init.checks, state);
+      if (!(confirmation instanceof Promise)) {
+        return confirmation;
+      }
+      const rejection = await confirmation;
+      if (rejection || socket.destroyed) {
+        return rejection;
+      }
+    }
+    // Revocations arrived faster than the database could be read for this handshake.
+    return 'temporarily_unavailable';
+  }
+
+  function reserveSlot(state: HandshakeState): ConnectionSlot | null | Promise<ConnectionSlot | null> {
     const verified = state.verified!;
     const owner: ConnectionOwner = state.kind === 'browser' ? { kind: 'browser', sub: verified.sub } : { kind: 'device', clientId: deviceLimitKey(verified) };
     const limit = owner.kind === 'browser' ? limitOptions.maxConnectionsPerUser : limitOptions.maxConnectionsPerClient;

@@ -17,8 +17,9 @@ function handshake(server: TestServer, headers: Record<string, string | string[]
   return rawHandshake({ port: server.port, ca: server.caPem, headers });
 }
 
-async function registerDevice(server: TestServer, clientId: string): Promise<DeviceCredentials> {
-  return { clientId, accessToken: await deviceToken(server, await addDevice(server, clientId)) };
+async function registerDevice(server: TestServer, clientId: string): Promise<DeviceCredentials & { secret: { client_id: string; client_secret: string } }> {
+  const secret = await addDevice(server, clientId);
+  return { clientId, accessToken: await deviceToken(server, secret), secret };
 }
 
 function assertRejected(response: RawResponse, status: number, code: ErrorCode): void {
@@ -171,10 +172,15 @@ describe('connections per device client id', () => {
 
       // Both handshakes are pending while the database is held, as the 503 of a probe proves. The
       // winner keeps its socket open, so its slot stays taken whichever handshake finishes first.
+      // Tokens never presented before make both read the database: a token admitted once skips it.
+      const racers = [
+        { clientId: device.clientId, accessToken: await deviceToken(server, device.secret) },
+        { clientId: device.clientId, accessToken: await deviceToken(server, device.secret) },
+      ];
       const release = await holdDatabase(server);
       let racing: Array<Promise<GatewaySocket>> = [];
       try {
-        racing = [openDeviceSocket(server, device), openDeviceSocket(server, device)];
+        racing = racers.map((racer) => openDeviceSocket(server, racer));
         assertRejected(await probeUntilBusy(server), 503, 'server_busy');
       } finally {
         await release();

@@ -1,6 +1,7 @@
 import type { Store } from '../../store/database.ts';
-import type { HandshakeCheck, HandshakeState } from '../handshake.ts';
+import type { CheckResult, HandshakeCheck, HandshakeState } from '../handshake.ts';
 import { PortcullisError, type ErrorCode } from '../../errors.ts';
+import type { RevocationVerdicts } from '../revocation-verdicts.ts';
 import type { VerifiedToken } from '../token-verifier.ts';
 import { accessTokenCheck } from './access-token.ts';
 import { clientIdCheck } from './client-id.ts';
@@ -23,6 +24,8 @@ export interface GuardInit {
   csrfKey: string;
   allowedOrigins: readonly string[];
   trustedProxies: readonly string[];
+  /** Cache of tokens found not revoked; without it every handshake reads the database. */
+  verdicts?: RevocationVerdicts;
 }
 
 /**
@@ -41,7 +44,7 @@ export function buildHandshakeChecks(init: GuardInit): HandshakeCheck[] {
     accessTokenCheck(init.verifyToken, init.gatewayClientId, init.builtInIssuer),
     csrfCheck(init.csrfKey),
     clientIdCheck,
-    revocationCheck(init.store, { deviceRegistry: init.builtInIssuer }),
+    revocationCheck(init.store, { deviceRegistry: init.builtInIssuer }, init.verdicts),
   ];
 }
 
@@ -52,14 +55,14 @@ export function buildHandshakeChecks(init: GuardInit): HandshakeCheck[] {
  */
 export async function runHandshakeChecks(checks: HandshakeCheck[], state: HandshakeState): Promise<ErrorCode | undefined> {
   for (const check of checks) {
-    let rejection: ErrorCode | undefined;
+    let rejection: CheckResult;
     try {
-      rejection = await check.run(state);
+      const result = check.run(state);
+      // Most checks are synchronous. Awaiting only real promises spares each of them a trip through
+      // the microtask queue on every handshake.
+      rejection = result instanceof Promise ? await result : result;
     } catch (error) {
-      if (!(error instanceof PortcullisError)) {
-        throw error;
-      }
-      rejection = error.code;
+      rejection = rejectionOf(error);
     }
 
     if (rejection) {
@@ -67,4 +70,38 @@ export async function runHandshakeChecks(checks: HandshakeCheck[], state: Handsh
     }
   }
   return undefined;
+}
+
+/**
+ * Runs the `confirm` step of the checks that have one and returns the first rejection. The result
+ * is a promise only when some step had to wait. A caller that must act in the same turn of the
+ * event loop as the confirmation calls again until the result is not a promise.
+ */
+export function confirmHandshakeChecks(checks: HandshakeCheck[], state: HandshakeState): CheckResult | Promise<CheckResult> {
+  for (let index = 0; index < checks.length; index += 1) {
+    let result: CheckResult | Promise<CheckResult>;
+    try {
+      result = checks[index].confirm?.(state);
+    } catch (error) {
+      return rejectionOf(error);
+    }
+
+    if (result instanceof Promise) {
+      const rest = checks.slice(index + 1);
+      return result.then((rejection) => rejection ?? confirmHandshakeChecks(rest, state), rejectionOf);
+    }
+    if (result) {
+      return result;
+    }
+  }
+  return undefined;
+}
+
+// A `PortcullisError`, such as the store's `temporarily_unavailable`, rejects with its code. Any
+// other exception is a bug and propagates.
+function rejectionOf(error: unknown): ErrorCode {
+  if (!(error instanceof PortcullisError)) {
+    throw error;
+  }
+  return error.code;
 }

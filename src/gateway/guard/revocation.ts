@@ -5,7 +5,8 @@ import { findDevice } from '../../store/devices.ts';
 import { isTokenRevoked } from '../../store/revocation-events.ts';
 import { isGrantRevoked } from '../../store/revocations.ts';
 import { findUser } from '../../store/users.ts';
-import type { HandshakeCheck } from '../handshake.ts';
+import type { CheckResult, HandshakeCheck, HandshakeState } from '../handshake.ts';
+import type { RevocationVerdicts } from '../revocation-verdicts.ts';
 import type { VerifiedToken } from '../token-verifier.ts';
 
 async function userIsActive(store: Store, username: string): Promise<boolean> {
@@ -93,22 +94,61 @@ export async function withoutLostDevices(store: Store, verified: VerifiedToken):
 }
 
 /**
- * Builds the handshake check around `findRevocation`, which runs last because it needs the verified
- * token. For a browser it also narrows the token's scopes to the devices its user still owns.
+ * Returns the token as it may be used for a connection of `kind`, or the code that refuses it. For
+ * a browser the scopes are narrowed to the devices its user still owns.
  */
-export function revocationCheck(store: Store, scope: RevocationScope = { deviceRegistry: true }): HandshakeCheck {
+export async function admitToken(store: Store, kind: 'browser' | 'device', verified: VerifiedToken, scope: RevocationScope): Promise<ErrorCode | VerifiedToken> {
+  const revoked = await findRevocation(store, kind, verified, scope);
+  if (revoked) {
+    return revoked;
+  }
+  return kind === 'browser' ? withoutLostDevices(store, verified) : verified;
+}
+
+/**
+ * Builds the handshake check around `admitToken`, which runs last because it needs the verified
+ * token. With `verdicts`, a token admitted before in the current revocation epoch skips the database,
+ * and the check's `confirm` step reads the database again when a revocation was applied while the
+ * handshake waited on its limits. Without that step such a revocation would find no connection to close.
+ */
+export function revocationCheck(store: Store, scope: RevocationScope = { deviceRegistry: true }, verdicts?: RevocationVerdicts): HandshakeCheck {
+  async function lookUp(state: HandshakeState, kind: 'browser' | 'device', verified: VerifiedToken): Promise<CheckResult> {
+    const epoch = verdicts?.epoch;
+    state.revocationEpoch = epoch;
+    const outcome = await admitToken(store, kind, verified, scope);
+    if (typeof outcome === 'string') {
+      return outcome;
+    }
+
+    state.verified = outcome;
+    if (verdicts && epoch !== undefined) {
+      verdicts.remember(kind, verified, outcome, epoch);
+    }
+    return undefined;
+  }
+
   return {
     name: 'revocation',
-    async run(state) {
+    run(state) {
       if (!state.verified || !state.kind) {
         return 'token_invalid';
       }
-      const revoked = await findRevocation(store, state.kind, state.verified, scope);
-      if (revoked || state.kind !== 'browser') {
-        return revoked;
+
+      const admitted = verdicts?.lookup(state.kind, state.verified);
+      if (admitted) {
+        state.revocationEpoch = verdicts!.epoch;
+        state.verified = admitted;
+        return undefined;
       }
-      state.verified = await withoutLostDevices(store, state.verified);
-      return undefined;
+      return lookUp(state, state.kind, state.verified);
+    },
+    // Returns without a promise when no revocation came in, so the caller can register the
+    // connection in the same turn of the event loop, before any other revocation is applied.
+    confirm(state) {
+      if (!verdicts || state.revocationEpoch === verdicts.epoch) {
+        return undefined;
+      }
+      return lookUp(state, state.kind!, state.verified!);
     },
   };
 }
