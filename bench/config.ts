@@ -60,7 +60,8 @@ export interface BenchSizes {
 
 /** Full sizes, as the scenarios define them. */
 export const fullSizes: BenchSizes = {
-  handshakes: { concurrency: 50, warmupMs: 2_000, durationMs: 15_000 },
+  // The warm-up lets each server's JIT compile its handshake path before the measured window.
+  handshakes: { concurrency: 50, warmupMs: 5_000, durationMs: 15_000 },
   fanout: { subscribers: 5_000, messages: 300, window: 4, latencyMessages: 100, latencyGapMs: 20, connectConcurrency: 100 },
   memory: { connections: 20_000, connectConcurrency: 100, settleMs: 5_000 },
   revocation: { connections: 1_000, connectConcurrency: 100 },
@@ -71,7 +72,7 @@ export const fullSizes: BenchSizes = {
 
 /** `--quick`: every scenario at small sizes, under three minutes on two cores. */
 export const quickSizes: BenchSizes = {
-  handshakes: { concurrency: 50, warmupMs: 1_000, durationMs: 3_000 },
+  handshakes: { concurrency: 50, warmupMs: 6_000, durationMs: 3_000 },
   fanout: { subscribers: 1_000, messages: 80, window: 4, latencyMessages: 30, latencyGapMs: 20, connectConcurrency: 100 },
   memory: { connections: 1_500, connectConcurrency: 100, settleMs: 1_000 },
   revocation: { connections: 1_000, connectConcurrency: 100 },

@@ -211,7 +211,6 @@ async function startServer(context: RunContext, scenario: ScenarioId, system: Sy
       dataDir,
       certFile: context.tls.certFile,
       keyFile: context.tls.keyFile,
-      caFile: context.tls.caFile,
       extraArgs: portcullisRaisedLimits,
       deadlineMs,
     };

@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 
 import { SigningKeyRing } from './auth/key-ring.ts';
 import { LoginThrottle } from './auth/login-throttle.ts';
+import { createRequestContextTracker } from './auth/request-context.ts';
 import { createAuthServer, gatewayAudience, gatewayClientId } from './auth/provider.ts';
 import { registerInteractionRoutes } from './auth/interactions.ts';
 import type { Options } from './config/options.ts';
@@ -152,6 +153,7 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
   const findRevocationOf = (kind: 'browser' | 'device', token: VerifiedToken) => findRevocation(store, kind, token, revocationScope);
 
   const publicHost = new URL(options.publicUrl).host;
+  const trackProviderRequest = createRequestContextTracker();
   const clientErrorHandler = createClientErrorHandler(logger);
   let server!: https.Server;
   let routeRequest!: (request: IncomingMessage, response: ServerResponse) => void;
@@ -171,6 +173,7 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
           request.headers.host = publicHost;
           delete request.headers['x-forwarded-host'];
           request.headers['x-forwarded-proto'] = 'https';
+          trackProviderRequest(response);
           providerCallback(request, response);
           return;
         }

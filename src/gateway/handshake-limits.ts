@@ -133,7 +133,8 @@ export function clientAddress(request: IncomingMessage, trustedProxies: Readonly
  * an IPv6 address counts under its /64 prefix, and an IPv4 address counts alone.
  */
 export function addressRateLimitKey(address: string): string {
-  if (!net.isIPv6(address)) {
+  // Every IPv6 address contains a colon, and the test spares IPv4 peers the IPv6 pattern match.
+  if (!address.includes(':') || !net.isIPv6(address)) {
     return address;
   }
   return `${ipv6Groups(address).slice(0, 4).join(':')}::/64`;

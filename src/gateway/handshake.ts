@@ -49,22 +49,48 @@ export function isTlsSocket(request: IncomingMessage): boolean {
   return (request.socket as TLSSocket).encrypted === true;
 }
 
-/** Returns the values of one request header as a list (Node joins most repeated headers with commas). */
-export function headerValues(request: IncomingMessage, name: string): string[] {
-  const values: string[] = [];
-  const raw = request.rawHeaders;
-  for (let index = 0; index < raw.length; index += 2) {
-    if (raw[index].toLowerCase() === name) {
-      values.push(raw[index + 1]);
+// The checks of one handshake look up about ten headers, so each request's raw header lines are
+// indexed by lower-case name once rather than scanned for every lookup.
+const headerIndexes = new WeakMap<IncomingMessage, Map<string, string[]>>();
+const noValues: readonly string[] = Object.freeze([]);
+
+/**
+ * Returns the values of one request header as a list, one entry per header line (Node joins most
+ * repeated headers with commas in `headers`). `name` is lower case.
+ */
+export function headerValues(request: IncomingMessage, name: string): readonly string[] {
+  let index = headerIndexes.get(request);
+  if (!index) {
+    index = indexHeaders(request.rawHeaders);
+    headerIndexes.set(request, index);
+  }
+  return index.get(name) ?? noValues;
+}
+
+function indexHeaders(raw: readonly string[]): Map<string, string[]> {
+  const index = new Map<string, string[]>();
+  for (let position = 0; position < raw.length; position += 2) {
+    const name = raw[position].toLowerCase();
+    const values = index.get(name);
+    if (values) {
+      values.push(raw[position + 1]);
+    } else {
+      index.set(name, [raw[position + 1]]);
     }
   }
-  return values;
+  return index;
 }
 
 /** Splits `Sec-WebSocket-Protocol` offers into trimmed tokens. */
 export function parseOfferedProtocols(request: IncomingMessage): string[] {
-  return headerValues(request, 'sec-websocket-protocol')
-    .flatMap((value) => value.split(','))
-    .map((item) => item.trim())
-    .filter((item) => item !== '');
+  const offered: string[] = [];
+  for (const value of headerValues(request, 'sec-websocket-protocol')) {
+    for (const item of value.split(',')) {
+      const protocol = item.trim();
+      if (protocol !== '') {
+        offered.push(protocol);
+      }
+    }
+  }
+  return offered;
 }

@@ -218,22 +218,7 @@ export class ConnectionRegistry {
       return null;
     }
     this.slotCounts.set(key, slotsTaken + 1);
-
-    let released = false;
-    return {
-      release: () => {
-        if (released) {
-          return;
-        }
-        released = true;
-        const remaining = (this.slotCounts.get(key) ?? 1) - 1;
-        if (remaining > 0) {
-          this.slotCounts.set(key, remaining);
-        } else {
-          this.slotCounts.delete(key);
-        }
-      },
-    };
+    return new RegistrySlot(this.slotCounts, key);
   }
 
   /** Sends due `expiring` frames and closes connections whose token has expired. */
@@ -278,5 +263,25 @@ export class ConnectionRegistry {
       connection.socket.close(closeCodes.forbidden, 'token_revoked');
     }
     return targets.length;
+  }
+}
+
+/** A slot counted in the registry's `slotCounts` under its owner's key, until released once. */
+class RegistrySlot implements ConnectionSlot {
+  private released = false;
+
+  constructor(private readonly slotCounts: Map<string, number>, private readonly key: string) {}
+
+  release(): void {
+    if (this.released) {
+      return;
+    }
+    this.released = true;
+    const remaining = (this.slotCounts.get(this.key) ?? 1) - 1;
+    if (remaining > 0) {
+      this.slotCounts.set(this.key, remaining);
+    } else {
+      this.slotCounts.delete(this.key);
+    }
   }
 }
