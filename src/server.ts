@@ -24,7 +24,7 @@ import { createWebhookDispatcher } from './channels/webhook.ts';
 import { errorBody, PortcullisError, unavailableRetryAfterSeconds } from './errors.ts';
 import { startAdminSocket } from './gateway/admin-socket.ts';
 import { buildHandshakeChecks } from './gateway/guard/index.ts';
-import { findRevocation } from './gateway/guard/revocation.ts';
+import { admitToken } from './gateway/guard/revocation.ts';
 import { ConnectionRegistry } from './gateway/registry.ts';
 import { RevocationVerdicts } from './gateway/revocation-verdicts.ts';
 import { RevocationService } from './gateway/revocations.ts';
@@ -150,7 +150,7 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
   // The browser drops the cookie at expiry anyway, so a short grace covers clock skew and slow requests.
   const verifyExpiredSessionToken = trust.verifyWithGrace(sessionGraceSeconds);
   const revocationScope = { deviceRegistry: trust.builtInIssuer };
-  const findRevocationOf = (kind: 'browser' | 'device', token: VerifiedToken) => findRevocation(store, kind, token, revocationScope);
+  const admitTokenOf = (kind: 'browser' | 'device', token: VerifiedToken) => admitToken(store, kind, token, revocationScope);
 
   const publicHost = new URL(options.publicUrl).host;
   const trackProviderRequest = createRequestContextTracker();
@@ -257,7 +257,7 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
       broker,
       registry,
       verifyToken,
-      findRevocation: findRevocationOf,
+      admitToken: admitTokenOf,
       onClientPublish: webhook?.enqueue,
     },
   });

@@ -88,6 +88,7 @@ export async function measureRevocation(job: LoadJob): Promise<Measurement[]> {
       throw new Error(`no connection closed within ${closeWaitMs} ms of the revocation`);
     }
     return [
+      { metric: 'latency_min', value: Math.min(...latencies), unit: 'ms' },
       { metric: 'latency_p50', value: percentile(latencies, 0.5), unit: 'ms' },
       { metric: 'latency_p99', value: percentile(latencies, 0.99), unit: 'ms' },
       { metric: 'latency_max', value: Math.max(...latencies), unit: 'ms' },

@@ -1,5 +1,6 @@
 import { QlobberDedup } from 'qlobber';
 
+import { BroadcastFrame } from './broadcast-frame.ts';
 import { anyRest, anySegment, maxChannelSegments } from './names.ts';
 
 /** Publisher of a message: the token's client and subject, or the operator for CLI and embedded calls. */
@@ -19,8 +20,8 @@ export interface ChannelMessage {
 
 /** Anything that receives messages, usually a connection. */
 export interface Subscriber {
-  /** `frame` is the `message` frame as UTF-8 bytes, built once per message for every subscriber. */
-  deliver(frame: Buffer, message: ChannelMessage): void;
+  /** `frame` is the `message` frame, built once per message for every subscriber. */
+  deliver(frame: BroadcastFrame, message: ChannelMessage): void;
 }
 
 /** Serialises the `message` frame that subscribers receive. */
@@ -86,7 +87,7 @@ export class ChannelBroker {
     const subscribers = this.matcher.match(message.channel);
     if (subscribers.size > 0) {
       // Encoded once here, so a send to each socket does not encode the same text again.
-      const frame = Buffer.from(messageFrame(message));
+      const frame = new BroadcastFrame(Buffer.from(messageFrame(message)));
       for (const subscriber of subscribers) {
         subscriber.deliver(frame, message);
       }

@@ -5,6 +5,7 @@ import { importJWK, type JWK } from 'jose';
 
 import { gatewayAudience, gatewayClientId } from '../auth/provider.ts';
 import { parseOptionArgs, resolveOptions } from '../config/load.ts';
+import { announceThroughAdminSocket } from '../gateway/admin-socket.ts';
 import { epochSeconds, openStore, type Store } from '../store/database.ts';
 import { channelScopeProblem, registeredDeviceScopes } from '../auth/channel-scopes.ts';
 import { clientIdPattern, deleteDevice, findDevice, hashClientSecret, insertDevice, listDevices } from '../store/devices.ts';
@@ -14,7 +15,6 @@ import { findUser } from '../store/users.ts';
 import { createOfflineAuthServer } from './auth-context.ts';
 import { CommandError, isoTime, printJson, printLine } from './output.ts';
 import type { Options } from '../config/options.ts';
-import { recordAndAnnounce } from './revoke.ts';
 
 /** Usage of `portcullis devices`. */
 export const devicesUsage = `portcullis devices add <client-id> [--public-key FILE] [--owner USERNAME] [--scope SCOPE]...
@@ -190,14 +190,17 @@ export async function runDevices(argv: string[]): Promise<void> {
         rows.forEach((row) => printLine(`${row.client_id}\t${row.auth_method}\t${row.owner ?? '-'}\t${row.created_at}\t${row.scope}`));
         return;
       }
-      case 'remove':
-        if (!await deleteDevice(store, id)) {
+      case 'remove': {
+        // The event commits with the removal and makes every running server close the device's
+        // live sockets with 4403 and forget that it admitted the device's tokens.
+        const event = { kind: 'client', value: id, reason: 'device_removed', expiresAt: epochSeconds() } as const;
+        if (!await deleteDevice(store, id, event)) {
           throw new CommandError('device_not_found', `Device "${id}" does not exist.`);
         }
-        // The event makes a running server close the device's live sockets with 4403.
-        await recordAndAnnounce(store, options.dataDir, { kind: 'client', value: id, reason: 'device_removed', expiresAt: epochSeconds() });
+        await announceThroughAdminSocket(options.dataDir, event);
         printLine(`Removed device ${id}; its tokens are refused and its live connections closed.`);
         return;
+      }
       case 'approve':
         await approveDeviceCode(options, store, id, values.user);
         return;

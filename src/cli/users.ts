@@ -1,12 +1,12 @@
 import { hashPassword, validatePasswordPolicy } from '../auth/passwords.ts';
 import { parseOptionArgs, resolveOptions } from '../config/load.ts';
+import { announceThroughAdminSocket } from '../gateway/admin-socket.ts';
 import { epochSeconds, openStore } from '../store/database.ts';
 import { revokeGrantsOfUser } from '../store/user-grants.ts';
 import { findDevice } from '../store/devices.ts';
 import { findUser, insertUser, listUsers, setUserDisabled, setUserPassword, usernamePattern } from '../store/users.ts';
 import { CommandError, isoTime, printJson, printLine } from './output.ts';
 import { promptPassword, readPasswordFromStdin } from './password-input.ts';
-import { recordAndAnnounce } from './revoke.ts';
 
 /** Usage of `portcullis users`. */
 export const usersUsage = `portcullis users add <username> [--password-stdin]
@@ -71,14 +71,16 @@ export async function runUsers(argv: string[]): Promise<void> {
       }
       case 'disable':
       case 'enable': {
-        if (!await setUserDisabled(store, username, action === 'disable')) {
+        // The event commits with the flag and makes every running server close the user's live
+        // sockets with 4403 and forget that it admitted the user's tokens.
+        const event = action === 'disable' ? { kind: 'user', value: username, reason: 'user_disabled', expiresAt: epochSeconds() } as const : undefined;
+        if (!await setUserDisabled(store, username, action === 'disable', event)) {
           throw new CommandError('user_not_found', `User "${username}" does not exist.`);
         }
-        if (action === 'disable') {
+        if (event) {
+          await announceThroughAdminSocket(options.dataDir, event);
           // Grants are revoked too, so enabling the user again does not revive old sessions.
           await revokeGrantsOfUser(store, username, 'user_disabled');
-          // The event makes a running server close the user's live sockets with 4403.
-          await recordAndAnnounce(store, options.dataDir, { kind: 'user', value: username, reason: 'user_disabled', expiresAt: epochSeconds() });
         }
         printLine(`${action === 'disable' ? 'Disabled' : 'Enabled'} user ${username}.`);
         return;

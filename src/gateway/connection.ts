@@ -1,6 +1,9 @@
+import type { Duplex } from 'node:stream';
+
 import type { Logger } from 'pino';
 import { WebSocket, type RawData } from 'ws';
 
+import { BroadcastFrame } from '../channels/broadcast-frame.ts';
 import type { ChannelBroker, ChannelMessage } from '../channels/broker.ts';
 import { MessageRateLimiter } from '../channels/message-rate.ts';
 import { parseChannelName } from '../channels/names.ts';
@@ -17,6 +20,11 @@ export interface Connection {
   id: string;
   kind: 'browser' | 'device';
   socket: WebSocket;
+  /**
+   * The TCP or TLS socket under `socket`, which broadcast frames are written to directly when no
+   * extension was negotiated.
+   */
+  transport?: Duplex;
   /** The current token; an in-band refresh replaces it. */
   token: VerifiedToken;
   /** The browser's Origin or the device's client id. */
@@ -48,7 +56,8 @@ export interface ConnectionServices {
   broker: ChannelBroker;
   registry: ConnectionRegistry;
   verifyToken: (token: string) => Promise<VerifiedToken>;
-  findRevocation: (kind: 'browser' | 'device', token: VerifiedToken) => Promise<ErrorCode | undefined>;
+  /** Checks a token for revocation and returns it as a connection of `kind` may use it, or the refusal. */
+  admitToken: (kind: 'browser' | 'device', token: VerifiedToken) => Promise<ErrorCode | VerifiedToken>;
   /** Called for every message a client publishes, after local delivery (the webhook). */
   onClientPublish?: (message: ChannelMessage) => void;
 }
@@ -259,7 +268,7 @@ function withdrawDevice(state: ConnectionState, clientId: string): void {
  * make the server hold every message for it in memory, so past the limit it is closed with 1013.
  * Other connections are unaffected: each socket has its own queue.
  */
-function send(state: ConnectionState, frame: string | Buffer): void {
+function send(state: ConnectionState, frame: string | BroadcastFrame): void {
   const { connection, services } = state;
   if (state.closed || connection.socket.readyState !== WebSocket.OPEN) {
     return;
@@ -271,8 +280,31 @@ function send(state: ConnectionState, frame: string | Buffer): void {
     setTimeout(() => connection.socket.terminate(), 1000).unref();
     return;
   }
+
+  if (typeof frame === 'string') {
+    connection.socket.send(frame);
+    return;
+  }
+  // Without an extension, ws writes every frame to the socket synchronously and in order, so a
+  // frame framed once for all subscribers can go to the socket as it is. permessage-deflate may
+  // queue frames inside ws, and then ws frames this one too.
+  const { transport } = connection;
+  if (transport && connection.socket.extensions === '') {
+    // Messages published in one turn of the event loop, as when several publish frames arrive in
+    // one read, leave in one write: each write is a TLS record and a system call of its own.
+    if (!transport.writableCorked) {
+      transport.cork();
+      process.nextTick(uncork, transport);
+    }
+    transport.write(frame.wire);
+    return;
+  }
   // ws sends a Buffer as a binary frame by default, but message frames are JSON text.
-  connection.socket.send(frame, { binary: false });
+  connection.socket.send(frame.payload, { binary: false });
+}
+
+function uncork(transport: Duplex): void {
+  transport.uncork();
 }
 
 /** Stops delivery at once and starts the closing handshake. */

@@ -51,7 +51,7 @@ export function isTlsSocket(request: IncomingMessage): boolean {
 
 // The checks of one handshake look up about ten headers, so each request's raw header lines are
 // indexed by lower-case name once rather than scanned for every lookup.
-const headerIndexes = new WeakMap<IncomingMessage, Map<string, string[]>>();
+const headerIndexes = new WeakMap<IncomingMessage, Map<string, readonly string[]>>();
 const noValues: readonly string[] = Object.freeze([]);
 
 /**
@@ -67,7 +67,7 @@ export function headerValues(request: IncomingMessage, name: string): readonly s
   return index.get(name) ?? noValues;
 }
 
-function indexHeaders(raw: readonly string[]): Map<string, string[]> {
+function indexHeaders(raw: readonly string[]): Map<string, readonly string[]> {
   const index = new Map<string, string[]>();
   for (let position = 0; position < raw.length; position += 2) {
     const name = raw[position].toLowerCase();
@@ -78,6 +78,8 @@ function indexHeaders(raw: readonly string[]): Map<string, string[]> {
       index.set(name, [raw[position + 1]]);
     }
   }
+  // Every check of the handshake shares these lists.
+  index.forEach((values) => Object.freeze(values));
   return index;
 }
 

@@ -18,5 +18,6 @@ export async function checkReplacementToken(connection: Connection, presented: s
   if (verified.sub !== connection.token.sub || verified.clientId !== connection.token.clientId) {
     return 'token_invalid';
   }
-  return await services.findRevocation(connection.kind, verified) ?? verified;
+  // A browser token is narrowed to the devices its user still owns, as at the handshake.
+  return services.admitToken(connection.kind, verified);
 }

@@ -50,23 +50,23 @@ export class RevocationVerdicts {
       return undefined;
     }
 
-    const now = Date.now();
-    if (now >= verdict.expiresAtMs || now - this.feedReadAtMs > this.options.maxFeedSilenceMs) {
+    if (Date.now() >= verdict.expiresAtMs || performance.now() - this.feedReadAtMs > this.options.maxFeedSilenceMs) {
       return undefined;
     }
     return verdict.admitted;
   }
 
   /**
-   * Keeps a verdict reached from the database. `epoch` is the epoch read before the lookups began,
-   * so a revocation applied while they ran leaves the verdict unused.
+   * Keeps a verdict reached from the database. `basis.epoch` is the epoch read before the lookups
+   * began, so a revocation applied while they ran leaves the verdict unused. `basis.holdsUntilMs`
+   * ends the verdict early, at a change no event announces, such as the end of a browser session.
    */
-  remember(kind: 'browser' | 'device', token: VerifiedToken, admitted: VerifiedToken, epoch: number): void {
-    if (epoch !== this.currentEpoch) {
+  remember(kind: 'browser' | 'device', token: VerifiedToken, admitted: VerifiedToken, basis: { epoch: number; holdsUntilMs: number }): void {
+    if (basis.epoch !== this.currentEpoch) {
       return;
     }
-    const expiresAtMs = Math.min(Date.now() + this.options.maxAgeMs, token.exp * 1000);
-    this.verdicts.set(token, { kind, admitted, epoch, expiresAtMs });
+    const expiresAtMs = Math.min(Date.now() + this.options.maxAgeMs, token.exp * 1000, basis.holdsUntilMs);
+    this.verdicts.set(token, { kind, admitted, epoch: basis.epoch, expiresAtMs });
   }
 
   /** Drops every verdict: a revocation was applied, or the events could not be read. */
@@ -74,8 +74,11 @@ export class RevocationVerdicts {
     this.currentEpoch += 1;
   }
 
-  /** Records a successful read of the revocation events. */
-  markFeedRead(): void {
-    this.feedReadAtMs = Date.now();
+  /**
+   * Records a successful read of the revocation events that began at `startedAtMs`, a
+   * `performance.now()` reading: events recorded after that moment may still be unread.
+   */
+  markFeedRead(startedAtMs: number): void {
+    this.feedReadAtMs = Math.max(this.feedReadAtMs, startedAtMs);
   }
 }

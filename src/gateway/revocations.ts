@@ -93,6 +93,7 @@ export class RevocationService {
       return;
     }
     this.polling = true;
+    const startedAtMs = performance.now();
     try {
       let events: RevocationEvent[];
       do {
@@ -102,7 +103,7 @@ export class RevocationService {
           this.apply(event, 'database');
         }
       } while (events.length > 0);
-      this.options.verdicts?.markFeedRead();
+      this.options.verdicts?.markFeedRead(startedAtMs);
       this.endFailedPolls();
     } catch (error) {
       // A revocation recorded elsewhere may be unread now, so cached verdicts are not trusted.

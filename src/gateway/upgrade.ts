@@ -152,36 +152,49 @@ export function createUpgradeHandler(init: UpgradeHandlerInit) {
       return;
     }
 
-    const rejection = await confirmBeforeUpgrade(socket, state);
-    if (rejection || socket.destroyed) {
+    try {
+      await confirmAndAccept({ request, socket, head }, state, slot);
+    } catch (error) {
       slot.release();
-      if (rejection) {
-        reject(request, socket, { code: rejection, retryAfterSeconds: rejection === 'temporarily_unavailable' ? unavailableRetryAfterSeconds : undefined });
-      }
-      return;
+      throw error;
     }
-    accept({ request, socket, head }, state, slot);
   }
 
   /**
-   * Confirms the checks once more after the limits were awaited. It returns only after a round
-   * that did not wait, so `accept` registers the connection in the same turn of the event loop:
-   * a revocation applied later finds the connection and closes it. Also returns early, with no
-   * code, when the client has gone.
+   * Confirms the checks once more after the limits were awaited, then accepts. `accept` runs right
+   * after a round of confirmation that did not wait, in the same synchronous step, so that no
+   * revocation can be applied between the two: a revocation applied later finds the registered
+   * connection and closes it.
    */
-  async function confirmBeforeUpgrade(socket: Duplex, state: HandshakeState): Promise<ErrorCode | undefined> {
-    for (let round = 0; round < maxConfirmRounds; round += 1) {
-      const confirmation = confirmHandshakeChecks(init.checks, state);
-      if (!(confirmation instanceof Promise)) {
-        return confirmation;
-      }
+  async function confirmAndAccept(upgrade: UpgradeRequest, state: HandshakeState, slot: ConnectionSlot): Promise<void> {
+    const { request, socket } = upgrade;
+    let confirmation = confirmHandshakeChecks(init.checks, state);
+    for (let round = 1; confirmation instanceof Promise; round += 1) {
       const rejection = await confirmation;
-      if (rejection || socket.destroyed) {
-        return rejection;
+      if (rejection) {
+        confirmation = rejection;
+        break;
+      }
+      if (socket.destroyed) {
+        slot.release();
+        return;
+      }
+
+      confirmation = confirmHandshakeChecks(init.checks, state);
+      if (confirmation instanceof Promise && round === maxConfirmRounds) {
+        // Revocations arrived faster than the database could be read for this handshake.
+        await confirmation;
+        confirmation = 'temporarily_unavailable';
       }
     }
-    // Revocations arrived faster than the database could be read for this handshake.
-    return 'temporarily_unavailable';
+
+    if (confirmation) {
+      slot.release();
+      const retryAfterSeconds = confirmation === 'temporarily_unavailable' ? unavailableRetryAfterSeconds : undefined;
+      reject(request, socket, { code: confirmation, retryAfterSeconds });
+      return;
+    }
+    accept(upgrade, state, slot);
   }
 
   function reserveSlot(state: HandshakeState): ConnectionSlot | null | Promise<ConnectionSlot | null> {
@@ -222,6 +235,7 @@ export function createUpgradeHandler(init: UpgradeHandlerInit) {
       id: crypto.randomUUID(),
       kind: state.kind ?? 'device',
       socket: websocket,
+      transport: request.socket,
       token: state.verified!,
       origin: state.kind === 'browser' ? headerValues(request, 'origin')[0] ?? null : state.verified!.clientId,
       peerAddress: state.peerAddress,

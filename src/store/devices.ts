@@ -3,6 +3,7 @@ import crypto from 'node:crypto';
 import type { AdapterPayload } from 'oidc-provider';
 
 import { epochSeconds, type Store } from './database.ts';
+import { recordRevocationIn, type Revocation } from './revocation-events.ts';
 import type { DeviceTable } from './schema.ts';
 
 /** Grant types a device may use: its own credentials, the device flow, and refresh. */
@@ -45,12 +46,18 @@ export async function listDevices(store: Store): Promise<DeviceTable[]> {
   return store.selectFrom('devices').selectAll().orderBy('created_at').orderBy('client_id').execute();
 }
 
-/** Removes a device and every OAuth artefact issued to it; returns false when it did not exist. */
-export async function deleteDevice(store: Store, clientId: string): Promise<boolean> {
+/**
+ * Removes a device and every OAuth artefact issued to it; returns false when it did not exist.
+ * `event` is recorded in the same transaction, so the removal never commits without it.
+ */
+export async function deleteDevice(store: Store, clientId: string, event?: Revocation): Promise<boolean> {
   return store.transaction().execute(async (trx) => {
     const result = await trx.deleteFrom('devices').where('client_id', '=', clientId).executeTakeFirst();
     if (Number(result.numDeletedRows) === 0) {
       return false;
+    }
+    if (event) {
+      await recordRevocationIn(trx, event);
     }
 
     // Artefacts carry the client id inside their JSON payload only.

@@ -1,6 +1,7 @@
-import { sql } from 'kysely';
+import { sql, type Transaction } from 'kysely';
 
 import { epochSeconds, type Store } from './database.ts';
+import type { Database } from './schema.ts';
 import { isPostgres } from './postgres.ts';
 import type { RevocationEventTable } from './schema.ts';
 import { insertRevokedGrant } from './revocations.ts';
@@ -22,31 +23,37 @@ export type RevocationEvent = Pick<RevocationEventTable, 'kind' | 'value' | 'rea
  * running server reads to close live sockets. Both are written in one transaction.
  */
 export async function recordRevocation(store: Store, requested: Revocation): Promise<void> {
+  await store.transaction().execute((trx) => recordRevocationIn(trx, requested));
+}
+
+/**
+ * Records a revocation inside a transaction the caller opened, so that the change it announces,
+ * such as a device's deletion, commits with its event or not at all.
+ */
+export async function recordRevocationIn(trx: Transaction<Database>, requested: Revocation): Promise<void> {
   // An external issuer may set any `exp`; past this bound the entry outlives every server anyway,
   // and a larger value would not fit PostgreSQL's bigint.
   const revocation = { ...requested, expiresAt: Math.min(requested.expiresAt, Number.MAX_SAFE_INTEGER) };
-  await store.transaction().execute(async (trx) => {
-    // Readers remember the highest id they have seen, so ids must become visible in ascending order.
-    // PostgreSQL assigns identity values at insert time, but transactions may commit in another
-    // order. This lock makes a recording wait until the one before it has committed, and reads take
-    // no conflicting lock. SQLite allows one writer at a time anyway.
-    if (isPostgres(trx)) {
-      await sql`lock table revocation_events in exclusive mode`.execute(trx);
-    }
-    if (revocation.kind === 'grant') {
-      await insertRevokedGrant(trx, revocation.value, revocation.expiresAt);
-    }
-    if (revocation.kind === 'token') {
-      const [iss, jti] = splitTokenKey(revocation.value);
-      await trx.insertInto('revoked_tokens')
-        .values({ jti, iss, revoked_at: epochSeconds(), expires_at: revocation.expiresAt })
-        .onConflict((conflict) => conflict.columns(['jti', 'iss']).doNothing())
-        .execute();
-    }
-    await trx.insertInto('revocation_events')
-      .values({ kind: revocation.kind, value: revocation.value, reason: revocation.reason, created_at: epochSeconds() })
+  // Readers remember the highest id they have seen, so ids must become visible in ascending order.
+  // PostgreSQL assigns identity values at insert time, but transactions may commit in another
+  // order. This lock makes a recording wait until the one before it has committed, and reads take
+  // no conflicting lock. SQLite allows one writer at a time anyway.
+  if (isPostgres(trx)) {
+    await sql`lock table revocation_events in exclusive mode`.execute(trx);
+  }
+  if (revocation.kind === 'grant') {
+    await insertRevokedGrant(trx, revocation.value, revocation.expiresAt);
+  }
+  if (revocation.kind === 'token') {
+    const [iss, jti] = splitTokenKey(revocation.value);
+    await trx.insertInto('revoked_tokens')
+      .values({ jti, iss, revoked_at: epochSeconds(), expires_at: revocation.expiresAt })
+      .onConflict((conflict) => conflict.columns(['jti', 'iss']).doNothing())
       .execute();
-  });
+  }
+  await trx.insertInto('revocation_events')
+    .values({ kind: revocation.kind, value: revocation.value, reason: revocation.reason, created_at: epochSeconds() })
+    .execute();
 }
 
 /** Builds the event value of a single token: its issuer and `jti`, separated by a space. */

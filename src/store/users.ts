@@ -1,4 +1,5 @@
 import { epochSeconds, type Store } from './database.ts';
+import { recordRevocationIn, type Revocation } from './revocation-events.ts';
 import type { UserTable } from './schema.ts';
 
 /** Usernames: 1 to 64 characters of letters, digits, `.`, `_`, `-` and `@`, compared as stored. */
@@ -21,10 +22,21 @@ export async function listUsers(store: Store): Promise<UserTable[]> {
   return store.selectFrom('users').selectAll().orderBy('created_at').orderBy('username').execute();
 }
 
-/** Sets or clears the disabled flag; returns false when the user does not exist. */
-export async function setUserDisabled(store: Store, username: string, disabled: boolean): Promise<boolean> {
-  const result = await store.updateTable('users').set({ disabled: disabled ? 1 : 0 }).where('username', '=', username).executeTakeFirst();
-  return Number(result.numUpdatedRows) > 0;
+/**
+ * Sets or clears the disabled flag; returns false when the user does not exist. `event` is recorded
+ * in the same transaction, so a disabled flag never commits without it.
+ */
+export async function setUserDisabled(store: Store, username: string, disabled: boolean, event?: Revocation): Promise<boolean> {
+  return store.transaction().execute(async (trx) => {
+    const result = await trx.updateTable('users').set({ disabled: disabled ? 1 : 0 }).where('username', '=', username).executeTakeFirst();
+    if (Number(result.numUpdatedRows) === 0) {
+      return false;
+    }
+    if (event) {
+      await recordRevocationIn(trx, event);
+    }
+    return true;
+  });
 }
 
 /** Replaces a user's password hash; returns false when the user does not exist. */

@@ -38,6 +38,9 @@ async function rotateSession(context: WebContext, grantId: string): Promise<Rota
     }
     context.logger.warn({ event: 'session.refresh_failed', grant_id: grantId, oauth_error: summarizeOauthError(error) }, 'session refresh refused by the auth server');
     await deleteBrowserSession(context.store, grantId);
+    // The session is over. Revoking its grant makes every node refuse its remaining access tokens
+    // at once, including handshakes that would otherwise be admitted from a cached verdict.
+    await context.revocations.revokeGrant(grantId, 'session_ended', context.options.accessTokenTtlSeconds + context.options.clockLeewaySeconds);
     return null;
   }
 

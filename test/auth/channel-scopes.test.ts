@@ -114,6 +114,12 @@ test('removed device leaves its owner', async () => {
     try {
       assert.ok(!String(stale.welcome.scope).includes('alice-relay'), String(stale.welcome.scope));
       assert.equal((await stale.request({ type: 'subscribe', channel: 'devices/alice-relay/#' })).code, 'forbidden');
+
+      // The same token sent in band is narrowed as at the handshake.
+      const reauthenticated = await stale.request({ type: 'auth', token: session.sessionToken });
+      assert.equal(reauthenticated.type, 'auth_ok');
+      assert.ok(!String(reauthenticated.scope).includes('alice-relay'), String(reauthenticated.scope));
+      assert.equal((await stale.request({ type: 'subscribe', channel: 'devices/alice-relay/#' })).code, 'forbidden');
     } finally {
       await stale.close();
     }

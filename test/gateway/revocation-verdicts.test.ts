@@ -64,7 +64,7 @@ describe('revocation verdicts', () => {
 
   beforeEach(() => {
     verdicts = new RevocationVerdicts({ maxAgeMs: 60_000, maxFeedSilenceMs: 60_000 });
-    verdicts.markFeedRead();
+    verdicts.markFeedRead(performance.now());
   });
 
   test('cached until a revocation', async () => {
@@ -94,7 +94,7 @@ describe('revocation verdicts', () => {
     assert.equal(await check.run(deviceState(token)), undefined);
     assert.ok(check.run(deviceState(token)) instanceof Promise, 'no successful poll yet, so the database is read');
 
-    silent.markFeedRead();
+    silent.markFeedRead(performance.now());
     assert.equal(check.run(deviceState(token)), undefined);
   });
 
@@ -121,9 +121,19 @@ describe('revocation verdicts', () => {
     assert.ok(check.run(deviceState(token)) instanceof Promise, 'the verdict belonged to an old epoch');
   });
 
+  test('verdict ends at its basis', () => {
+    const token = deviceToken('cached-device');
+    verdicts.remember('device', token, token, { epoch: verdicts.epoch, holdsUntilMs: Date.now() - 1 });
+    assert.equal(verdicts.lookup('device', token), undefined, 'a browser session that ended is read again');
+
+    verdicts.remember('device', token, token, { epoch: verdicts.epoch, holdsUntilMs: Date.now() + 60_000 });
+    assert.equal(verdicts.lookup('device', token), token);
+    assert.equal(verdicts.lookup('browser', token), undefined, 'the kind is part of the verdict');
+  });
+
   test('entry ages out', async () => {
     const shortLived = new RevocationVerdicts({ maxAgeMs: 50, maxFeedSilenceMs: 60_000 });
-    shortLived.markFeedRead();
+    shortLived.markFeedRead(performance.now());
     const check = revocationCheck(store, { deviceRegistry: true }, shortLived);
     const token = deviceToken('cached-device');
     assert.equal(await check.run(deviceState(token)), undefined);

@@ -20,46 +20,58 @@ export interface RevocationScope {
   deviceRegistry: boolean;
 }
 
+/** What the revocation lookups found: the refusal, and for an admitted browser token its session's expiry. */
+interface RevocationLookup {
+  code?: ErrorCode;
+  /** Epoch seconds at which the browser session's refresh token expires and the session may be pruned. */
+  sessionExpiresAt?: number;
+}
+
 /**
  * Returns `token_revoked` when a verified token may no longer be used: its grant or the token itself
  * is on the deny-list, its device was removed, its browser session ended, or its user was disabled.
  * It reads the database each time, so a management command in another process takes effect at once.
  */
 export async function findRevocation(store: Store, kind: 'browser' | 'device', verified: VerifiedToken, scope: RevocationScope = { deviceRegistry: true }): Promise<ErrorCode | undefined> {
+  return (await lookUpRevocation(store, kind, verified, scope)).code;
+}
+
+async function lookUpRevocation(store: Store, kind: 'browser' | 'device', verified: VerifiedToken, scope: RevocationScope): Promise<RevocationLookup> {
+  const revoked: RevocationLookup = { code: 'token_revoked' };
   if (verified.grantId && await isGrantRevoked(store, verified.grantId)) {
-    return 'token_revoked';
+    return revoked;
   }
   if (await isTokenRevoked(store, String(verified.payload.iss), verified.jti)) {
-    return 'token_revoked';
+    return revoked;
   }
 
   if (kind === 'device' && !scope.deviceRegistry) {
-    return undefined;
+    return {};
   }
   if (kind === 'device') {
     const device = await findDevice(store, verified.clientId);
     if (!device) {
-      return 'token_revoked';
+      return revoked;
     }
     // A device removed and registered again under the same client id is a new client, so tokens
     // issued before its registration belong to the removed one and stay revoked.
     // NOTE: `iat` and `created_at` are whole seconds, so a token issued in the second of the new
     // registration still passes.
     if (typeof verified.payload.iat !== 'number' || verified.payload.iat < device.created_at) {
-      return 'token_revoked';
+      return revoked;
     }
     // A device approved through the device flow acts for the user who approved it.
     if (verified.grantId && !await userIsActive(store, verified.sub)) {
-      return 'token_revoked';
+      return revoked;
     }
-    return undefined;
+    return {};
   }
 
   const session = verified.grantId ? await findBrowserSession(store, verified.grantId) : undefined;
   if (!session || !await userIsActive(store, verified.sub)) {
-    return 'token_revoked';
+    return revoked;
   }
-  return undefined;
+  return { sessionExpiresAt: session.expires_at };
 }
 
 /** Matches the scope a browser session gets for a device its user owns. */
@@ -93,16 +105,31 @@ export async function withoutLostDevices(store: Store, verified: VerifiedToken):
   return kept.length === scopes.length ? verified : { ...verified, scope: kept.join(' ') };
 }
 
+/** A token admitted for a connection, and until when the lookups behind that hold without an event. */
+interface Admission {
+  token: VerifiedToken;
+  /** Epoch milliseconds; a pruned browser session announces no revocation. */
+  holdsUntilMs: number;
+}
+
 /**
  * Returns the token as it may be used for a connection of `kind`, or the code that refuses it. For
  * a browser the scopes are narrowed to the devices its user still owns.
  */
 export async function admitToken(store: Store, kind: 'browser' | 'device', verified: VerifiedToken, scope: RevocationScope): Promise<ErrorCode | VerifiedToken> {
-  const revoked = await findRevocation(store, kind, verified, scope);
-  if (revoked) {
-    return revoked;
+  const admission = await admit(store, kind, verified, scope);
+  return typeof admission === 'string' ? admission : admission.token;
+}
+
+async function admit(store: Store, kind: 'browser' | 'device', verified: VerifiedToken, scope: RevocationScope): Promise<ErrorCode | Admission> {
+  const lookup = await lookUpRevocation(store, kind, verified, scope);
+  if (lookup.code) {
+    return lookup.code;
   }
-  return kind === 'browser' ? withoutLostDevices(store, verified) : verified;
+
+  const token = kind === 'browser' ? await withoutLostDevices(store, verified) : verified;
+  const holdsUntilMs = lookup.sessionExpiresAt === undefined ? Number.POSITIVE_INFINITY : lookup.sessionExpiresAt * 1000;
+  return { token, holdsUntilMs };
 }
 
 /**
@@ -115,14 +142,14 @@ export function revocationCheck(store: Store, scope: RevocationScope = { deviceR
   async function lookUp(state: HandshakeState, kind: 'browser' | 'device', verified: VerifiedToken): Promise<CheckResult> {
     const epoch = verdicts?.epoch;
     state.revocationEpoch = epoch;
-    const outcome = await admitToken(store, kind, verified, scope);
-    if (typeof outcome === 'string') {
-      return outcome;
+    const admission = await admit(store, kind, verified, scope);
+    if (typeof admission === 'string') {
+      return admission;
     }
 
-    state.verified = outcome;
+    state.verified = admission.token;
     if (verdicts && epoch !== undefined) {
-      verdicts.remember(kind, verified, outcome, epoch);
+      verdicts.remember(kind, verified, admission.token, { epoch, holdsUntilMs: admission.holdsUntilMs });
     }
     return undefined;
   }
