@@ -72,7 +72,7 @@ export const fullSizes: BenchSizes = {
 
 /** `--quick`: every scenario at small sizes, under three minutes on two cores. */
 export const quickSizes: BenchSizes = {
-  handshakes: { concurrency: 50, warmupMs: 6_000, durationMs: 3_000 },
+  handshakes: { concurrency: 50, warmupMs: 4_000, durationMs: 2_000 },
   fanout: { subscribers: 1_000, messages: 80, window: 4, latencyMessages: 30, latencyGapMs: 20, connectConcurrency: 100 },
   memory: { connections: 1_500, connectConcurrency: 100, settleMs: 1_000 },
   revocation: { connections: 1_000, connectConcurrency: 100 },

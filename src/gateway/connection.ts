@@ -13,6 +13,7 @@ import { SubscriptionSet } from '../channels/subscriptions.ts';
 import { closeCodes, type ErrorCode } from '../errors.ts';
 import { checkReplacementToken } from './in-band-auth.ts';
 import type { ConnectionRegistry } from './registry.ts';
+import { writeBatched } from './write-batch.ts';
 import type { VerifiedToken } from './token-verifier.ts';
 
 /** One accepted WebSocket connection and the identity behind it. */
@@ -290,21 +291,11 @@ function send(state: ConnectionState, frame: string | BroadcastFrame): void {
   // queue frames inside ws, and then ws frames this one too.
   const { transport } = connection;
   if (transport && connection.socket.extensions === '') {
-    // Messages published in one turn of the event loop, as when several publish frames arrive in
-    // one read, leave in one write: each write is a TLS record and a system call of its own.
-    if (!transport.writableCorked) {
-      transport.cork();
-      process.nextTick(uncork, transport);
-    }
-    transport.write(frame.wire);
+    writeBatched(transport, frame.wire);
     return;
   }
   // ws sends a Buffer as a binary frame by default, but message frames are JSON text.
   connection.socket.send(frame.payload, { binary: false });
-}
-
-function uncork(transport: Duplex): void {
-  transport.uncork();
 }
 
 /** Stops delivery at once and starts the closing handshake. */
