@@ -33,6 +33,15 @@ const nodeArgs = nodeArgsFromEnvironment('BENCH_SERVER_NODE_ARGS');
 
 const settings = JSON.parse(process.argv[2] ?? '{}') as PortcullisSettings;
 
+// No NODE_EXTRA_CA_CERTS, which only a server that calls its own listener for browser logins needs,
+// and no scenario does. With the CA in its trust store, OpenSSL builds and checks the certificate
+// chain on every TLS handshake and sends the CA too, which the peers do not.
+function environmentWithoutExtraCa(): NodeJS.ProcessEnv {
+  const environment = { ...process.env };
+  delete environment.NODE_EXTRA_CA_CERTS;
+  return environment;
+}
+
 const server = spawn(process.execPath, [
   ...nodeArgs,
   path.join(repositoryRoot, 'bin/portcullis.js'), 'start',
@@ -47,10 +56,7 @@ const server = spawn(process.execPath, [
   ...settings.extraArgs,
 ], {
   cwd: repositoryRoot,
-  // No NODE_EXTRA_CA_CERTS, unlike a server that calls its own listener for browser logins, which
-  // no scenario uses. With the CA in its trust store, OpenSSL builds and checks the certificate
-  // chain on every TLS handshake and sends the CA too, which the peers do not.
-  env: process.env,
+  env: environmentWithoutExtraCa(),
   stdio: ['ignore', 'pipe', 'pipe'],
 });
 

@@ -13,7 +13,7 @@ import { SubscriptionSet } from '../channels/subscriptions.ts';
 import { closeCodes, type ErrorCode } from '../errors.ts';
 import { checkReplacementToken } from './in-band-auth.ts';
 import type { ConnectionRegistry } from './registry.ts';
-import { writeBatched } from './write-batch.ts';
+import { bytesQueuedThisIteration, writeBatched } from './write-batch.ts';
 import type { VerifiedToken } from './token-verifier.ts';
 
 /** One accepted WebSocket connection and the identity behind it. */
@@ -274,8 +274,10 @@ function send(state: ConnectionState, frame: string | BroadcastFrame): void {
   if (state.closed || connection.socket.readyState !== WebSocket.OPEN) {
     return;
   }
-  if (connection.socket.bufferedAmount > services.maxBufferedBytes) {
-    services.logger.warn({ event: 'connection.slow_consumer', connection_id: connection.id, buffered_bytes: connection.socket.bufferedAmount }, 'closing a connection that does not read its messages');
+  // Frames queued in this iteration have not been offered to the peer yet, so only older ones count.
+  const backlog = connection.socket.bufferedAmount - (connection.transport ? bytesQueuedThisIteration(connection.transport) : 0);
+  if (backlog > services.maxBufferedBytes) {
+    services.logger.warn({ event: 'connection.slow_consumer', connection_id: connection.id, buffered_bytes: backlog }, 'closing a connection that does not read its messages');
     close(state, closeCodes.tryAgainLater, 'slow_consumer');
     // A peer that does not read will not complete the closing handshake either.
     setTimeout(() => connection.socket.terminate(), 1000).unref();
@@ -286,9 +288,9 @@ function send(state: ConnectionState, frame: string | BroadcastFrame): void {
     connection.socket.send(frame);
     return;
   }
-  // Without an extension, ws writes every frame to the socket synchronously and in order, so a
-  // frame framed once for all subscribers can go to the socket as it is. permessage-deflate may
-  // queue frames inside ws, and then ws frames this one too.
+  // Without an extension, and as Portcullis never sends a Blob, ws writes every frame to the socket
+  // synchronously and in order. A frame framed once for all subscribers can then go to the socket
+  // as it is. permessage-deflate may queue frames inside ws, and then ws frames this one too.
   const { transport } = connection;
   if (transport && connection.socket.extensions === '') {
     writeBatched(transport, frame.wire);
