@@ -87,7 +87,8 @@ const revocationEventRetentionSeconds = 86_400;
 // Every revocation empties the verdict cache at once. The age bound limits how long one entry can
 // outlive a change that no revocation event announces.
 const verdictMaxAgeMs = 60_000;
-// After four missed polls of the revocation events (one every 500 ms), handshakes read the database again.
+// When no successful poll of the revocation events began in the last 2 s (four poll intervals),
+// handshakes read the database again.
 const verdictMaxFeedSilenceMs = 2_000;
 
 /**

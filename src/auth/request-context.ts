@@ -11,8 +11,8 @@ import providerRequestContext from 'oidc-provider/lib/helpers/als.js';
  * its first use. Every promise, socket and timer of the gateway then pays for them, about 10% of a
  * WebSocket handshake's CPU time as measured here. Portcullis reads no `Provider.ctx`, and the
  * provider's next request switches the storage on again, so requests in flight keep their context.
- * NOTE: the storage lives in an internal oidc-provider file, so package.json pins the minor
- * version; check that a newer one still reads `Provider.ctx` only in hooks Portcullis leaves unset.
+ * NOTE: the storage lives in an internal oidc-provider file, so package.json pins the minor version.
+ * Before an upgrade, check that the new version reads `Provider.ctx` only in hooks Portcullis leaves unset.
  */
 export function createRequestContextTracker(): (response: ServerResponse) => void {
   return function trackProviderRequest(response) {

@@ -22,8 +22,8 @@ export interface Connection {
   kind: 'browser' | 'device';
   socket: WebSocket;
   /**
-   * The TCP or TLS socket under `socket`, which broadcast frames are written to directly when no
-   * extension was negotiated.
+   * The TCP or TLS socket under `socket`, set only when no extension was negotiated. Broadcast
+   * frames are then written to it directly.
    */
   transport?: Duplex;
   /** The current token; an in-band refresh replaces it. */
@@ -291,9 +291,8 @@ function send(state: ConnectionState, frame: string | BroadcastFrame): void {
   // Without an extension, and as Portcullis never sends a Blob, ws writes every frame to the socket
   // synchronously and in order. A frame framed once for all subscribers can then go to the socket
   // as it is. permessage-deflate may queue frames inside ws, and then ws frames this one too.
-  const { transport } = connection;
-  if (transport && connection.socket.extensions === '') {
-    writeBatched(transport, frame.wire);
+  if (connection.transport) {
+    writeBatched(connection.transport, frame.wire);
     return;
   }
   // ws sends a Buffer as a binary frame by default, but message frames are JSON text.

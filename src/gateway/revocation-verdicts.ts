@@ -3,7 +3,7 @@ import type { VerifiedToken } from './token-verifier.ts';
 /** A revocation check that admitted a token, kept for the next handshake with the same token. */
 interface Verdict {
   kind: 'browser' | 'device';
-  /** The token as admitted; a browser's may have lost the scopes of devices its user no longer owns. */
+  /** The token as admitted. A browser token may have lost the scopes of devices its user no longer owns. */
   admitted: VerifiedToken;
   epoch: number;
   /** Epoch milliseconds after which the database is read again. */

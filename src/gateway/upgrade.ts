@@ -125,8 +125,7 @@ export function createUpgradeHandler(init: UpgradeHandlerInit) {
 
     const checkRejection = await runHandshakeChecks(init.checks, state);
     if (checkRejection) {
-      const retryAfterSeconds = checkRejection === 'temporarily_unavailable' ? unavailableRetryAfterSeconds : undefined;
-      reject(request, socket, { code: checkRejection, retryAfterSeconds });
+      reject(request, socket, { code: checkRejection });
       return;
     }
 
@@ -190,8 +189,12 @@ export function createUpgradeHandler(init: UpgradeHandlerInit) {
 
     if (confirmation) {
       slot.release();
-      const retryAfterSeconds = confirmation === 'temporarily_unavailable' ? unavailableRetryAfterSeconds : undefined;
-      reject(request, socket, { code: confirmation, retryAfterSeconds });
+      reject(request, socket, { code: confirmation });
+      return;
+    }
+    // The client may have gone while the cluster's count was checked.
+    if (socket.destroyed) {
+      slot.release();
       return;
     }
     accept(upgrade, state, slot);
@@ -235,7 +238,8 @@ export function createUpgradeHandler(init: UpgradeHandlerInit) {
       id: crypto.randomUUID(),
       kind: state.kind ?? 'device',
       socket: websocket,
-      transport: request.socket,
+      // Without a negotiated extension, broadcast frames go to the socket directly (see `send`).
+      transport: websocket.extensions === '' ? request.socket : undefined,
       token: state.verified!,
       origin: state.kind === 'browser' ? headerValues(request, 'origin')[0] ?? null : state.verified!.clientId,
       peerAddress: state.peerAddress,
@@ -260,7 +264,9 @@ export function createUpgradeHandler(init: UpgradeHandlerInit) {
   }
 
   function reject(request: IncomingMessage, socket: Duplex, rejection: Rejection): void {
-    const { code, retryAfterSeconds } = rejection;
+    const { code } = rejection;
+    // A store or issuer outage clears up on its own, so the response carries `Retry-After`.
+    const retryAfterSeconds = rejection.retryAfterSeconds ?? (code === 'temporarily_unavailable' ? unavailableRetryAfterSeconds : undefined);
     init.logger.info({
       event: 'handshake.rejected',
       code,

@@ -24,7 +24,7 @@ export interface GuardInit {
   csrfKey: string;
   allowedOrigins: readonly string[];
   trustedProxies: readonly string[];
-  /** Cache of tokens found not revoked; without it every handshake reads the database. */
+  /** Cache of tokens found not revoked. Without it, every handshake reads the database. */
   verdicts?: RevocationVerdicts;
 }
 

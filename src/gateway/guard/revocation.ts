@@ -20,7 +20,7 @@ export interface RevocationScope {
   deviceRegistry: boolean;
 }
 
-/** What the revocation lookups found: the refusal, and for an admitted browser token its session's expiry. */
+/** Result of the revocation lookups: the rejection code, or for an admitted browser token its session's expiry. */
 interface RevocationLookup {
   code?: ErrorCode;
   /** Epoch seconds at which the browser session's refresh token expires and the session may be pruned. */
@@ -105,10 +105,10 @@ export async function withoutLostDevices(store: Store, verified: VerifiedToken):
   return kept.length === scopes.length ? verified : { ...verified, scope: kept.join(' ') };
 }
 
-/** A token admitted for a connection, and until when the lookups behind that hold without an event. */
+/** A token admitted for a connection, and the time until which its lookups stay valid without an event. */
 interface Admission {
   token: VerifiedToken;
-  /** Epoch milliseconds; a pruned browser session announces no revocation. */
+  /** Epoch milliseconds. Pruning an expired browser session records no revocation event. */
   holdsUntilMs: number;
 }
 
