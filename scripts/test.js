@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // Runs every test: installs the system packages the tests drive (Debian's Chromium and Python
-// `websockets`) when they are missing and this runs as root, type-checks, then runs node:test.
+// `websockets`) when they are missing and this runs as root, type-checks, runs node:test, then
+// checks that no secret from the run reached a log line.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -65,4 +67,13 @@ if (run(process.execPath, [path.join(root, 'node_modules/typescript/bin/tsc'), '
 
 const selected = process.argv.slice(2);
 const files = selected.length > 0 ? selected : findTestFiles(path.join(root, 'test'));
-process.exit(run(process.execPath, ['--import', 'tsx', '--test', ...files]));
+
+// Every log line and every secret of the run is captured here; the last step looks for the secrets
+// in the lines. See test/support/capture.ts.
+const captureDir = fs.mkdtempSync(path.join(os.tmpdir(), 'portcullis-capture-'));
+const env = { ...process.env, PORTCULLIS_TEST_CAPTURE_DIR: captureDir };
+const testStatus = run(process.execPath, ['--import', 'tsx', '--test', ...files], { env });
+const requiredSources = selected.length > 0 ? [] : ['--require', 'in-process,node,cli'];
+const hygieneStatus = run(process.execPath, ['--import', 'tsx', path.join(root, 'scripts/check-log-hygiene.ts'), captureDir, ...requiredSources]);
+fs.rmSync(captureDir, { recursive: true, force: true });
+process.exit(testStatus !== 0 ? testStatus : hygieneStatus);

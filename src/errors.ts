@@ -18,6 +18,7 @@ export const errorCatalogue = {
   bad_handshake: { status: 400, description: 'The WebSocket handshake request is malformed.' },
   subprotocol_required: { status: 400, description: 'The WebSocket handshake must offer the portcullis.v1 subprotocol.' },
   headers_too_large: { status: 431, description: 'The request headers are too large.' },
+  request_timeout: { status: 408, description: 'The request did not arrive in full in time.' },
   not_found: { status: 404, description: 'No such resource.' },
   method_not_allowed: { status: 405, description: 'This method is not allowed on this resource.' },
   invalid_request: { status: 400, description: 'The request is malformed.' },

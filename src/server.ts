@@ -43,11 +43,14 @@ import { loadTlsMaterial } from './tls/dev-ca.ts';
 import fs from 'node:fs';
 import { createBffClient } from './web/bff-client.ts';
 import { createClientErrorHandler } from './web/client-errors.ts';
+import { capHeaderLines, hasTooManyHeaderLines, sendTooManyHeaderLines } from './web/header-lines.ts';
+import { hostCheckOptions, rejectInvalidHost, routeNodeDefaults } from './web/node-defaults.ts';
 import type { WebContext } from './web/context.ts';
 import type { VerifiedToken } from './gateway/token-verifier.ts';
 import { createLocalFetch } from './web/local-fetch.ts';
 import { createPlainListener } from './web/plain-listener.ts';
 import { applySecurityHeaders } from './web/security-headers.ts';
+import { registerWebSocketPathRoute } from './gateway/websocket-path-route.ts';
 import { registerHealthRoutes } from './web/health-routes.ts';
 import { registerPublishRoute } from './web/publish-route.ts';
 import { registerSessionRoutes } from './web/session-routes.ts';
@@ -158,6 +161,7 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
   const clientErrorHandler = createClientErrorHandler(logger);
   let server!: https.Server;
   let routeRequest!: (request: IncomingMessage, response: ServerResponse) => void;
+  const serveRequest = (request: IncomingMessage, response: ServerResponse) => handleRequest(request, response, () => routeRequest(request, response));
   const app = Fastify({
     bodyLimit: 64 * 1024,
     trustProxy: options.trustedProxies.length > 0 ? [...options.trustedProxies] : false,
@@ -190,7 +194,9 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
         handshakeTimeout: options.handshakeTimeoutMs,
         // Node checks requestTimeout and headersTimeout only at this interval (default 30 s in Node 20).
         connectionsCheckingInterval: Math.min(options.handshakeTimeoutMs, 1000),
-      }, (request, response) => handleRequest(request, response, () => routeRequest(request, response)));
+        ...hostCheckOptions,
+      }, serveRequest);
+      capHeaderLines(server);
       return server;
     },
   });
@@ -211,6 +217,13 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
         ip: request.socket.remoteAddress,
       }, 'request completed');
     });
+    if (hasTooManyHeaderLines(request)) {
+      sendTooManyHeaderLines(response);
+      return;
+    }
+    if (rejectInvalidHost(request, response)) {
+      return;
+    }
     route();
   }
 
@@ -266,6 +279,7 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
   // An auth-only process rejects every upgrade with 404, like any other unknown resource.
   const upgradeListener = servesGateway ? upgrade.listener : (_request: IncomingMessage, socket: Duplex) => rejectUpgrade(socket, 'not_found');
   attachServerListeners(server, upgradeListener, logger);
+  routeNodeDefaults(server, { request: serveRequest, upgrade: upgradeListener });
   const plainServer = options.plainPort === null
     ? null
     : createPlainListener({ options, logger, handleRequest, route: routeRequest, upgradeListener, clientErrorHandler });
@@ -379,6 +393,7 @@ async function configureRoutes(app: FastifyInstance, context: WebContext, role: 
   }
   if (role.servesGateway) {
     registerPublishRoute(app, context);
+    registerWebSocketPathRoute(app);
   }
 }
 

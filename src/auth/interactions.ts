@@ -142,7 +142,9 @@ export function registerInteractionRoutes(app: FastifyInstance, context: WebCont
     const throttle = context.throttle.reserve(attempt);
     if (!throttle.allowed) {
       context.logger.warn({ event: 'login.throttled', username, ip: request.ip }, 'login throttled');
-      return reply.code(429).header('retry-after', String(throttle.retryAfterSeconds)).type('text/html')
+      // The page is for people; the header gives scripts and monitors the stable code.
+      return reply.code(429).header('retry-after', String(throttle.retryAfterSeconds))
+        .header('x-portcullis-error', 'login_throttled').type('text/html')
         .send(renderLoginForm(details.uid, csrfToken, throttledMessage));
     }
 
@@ -164,7 +166,8 @@ export function registerInteractionRoutes(app: FastifyInstance, context: WebCont
     if (!user || !passwordMatches || user.disabled) {
       context.throttle.recordFailure(attempt);
       context.logger.warn({ event: 'login.failed', username, ip: request.ip }, 'login failed');
-      return reply.code(401).type('text/html').send(renderLoginForm(details.uid, csrfToken, loginFailedMessage));
+      return reply.code(401).header('x-portcullis-error', 'login_failed').type('text/html')
+        .send(renderLoginForm(details.uid, csrfToken, loginFailedMessage));
     }
 
     context.throttle.recordSuccess(attempt);

@@ -1,6 +1,8 @@
 /** Options for `LoginThrottle`, with every duration in milliseconds. */
 export interface LoginThrottleOptions {
-  /** Failures within the window that lock an account (default 5). */
+  /** Failures within the window for one account from one client IP that lock the account for that IP (default 5). */
+  maxFailuresPerAccountAndIp?: number;
+  /** Failures within the window for one account from all client IPs that lock the account for every IP (default 100). */
   maxFailuresPerAccount?: number;
   /** Failures within the window, across all accounts, that lock a client IP (default 20). */
   maxFailuresPerIp?: number;
@@ -8,7 +10,7 @@ export interface LoginThrottleOptions {
   windowMs?: number;
   /** Duration of a lock, in ms (default 15 minutes). */
   lockoutMs?: number;
-  /** Maximum number of accounts plus IPs tracked, beyond which the least recently failed are dropped (default 100 000). */
+  /** Maximum number of counters tracked (accounts, IPs and account-IP pairs), beyond which the least recently failed are dropped (default 100 000). */
   maxEntries?: number;
   /** Clock returning epoch ms (default `Date.now`), which tests replace with a fake. */
   now?: () => number;
@@ -33,10 +35,13 @@ interface Entry {
 }
 
 /**
- * Counts failed logins in memory, per account (username, case-folded) and per client IP, and
- * locks either for `lockoutMs` once it reaches its limit within `windowMs`.
+ * Counts failed logins in memory, per account (username, case-folded) from one client IP, per
+ * account from all IPs and per client IP, and locks each for `lockoutMs` once it reaches its limit
+ * within `windowMs`. A guesser at one IP thus locks the account only for that IP, and the real user
+ * can still log in from elsewhere. Only guessing spread over many IPs locks the account everywhere.
  */
 export class LoginThrottle {
+  readonly #maxFailuresPerAccountAndIp: number;
   readonly #maxFailuresPerAccount: number;
   readonly #maxFailuresPerIp: number;
   readonly #windowMs: number;
@@ -51,7 +56,8 @@ export class LoginThrottle {
   readonly #pending = new Map<string, number>();
 
   constructor(options: LoginThrottleOptions = {}) {
-    this.#maxFailuresPerAccount = positiveInteger('maxFailuresPerAccount', options.maxFailuresPerAccount ?? 5);
+    this.#maxFailuresPerAccountAndIp = positiveInteger('maxFailuresPerAccountAndIp', options.maxFailuresPerAccountAndIp ?? 5);
+    this.#maxFailuresPerAccount = positiveInteger('maxFailuresPerAccount', options.maxFailuresPerAccount ?? 100);
     this.#maxFailuresPerIp = positiveInteger('maxFailuresPerIp', options.maxFailuresPerIp ?? 20);
     this.#windowMs = positiveInteger('windowMs', options.windowMs ?? 15 * 60_000);
     this.#lockoutMs = positiveInteger('lockoutMs', options.lockoutMs ?? 15 * 60_000);
@@ -59,7 +65,7 @@ export class LoginThrottle {
     this.#now = options.now ?? Date.now;
   }
 
-  /** Number of accounts plus IPs currently tracked, for metrics and tests. */
+  /** Number of counters (accounts, IPs and account-IP pairs) currently tracked, for metrics and tests. */
   get size(): number {
     return this.#entries.size;
   }
@@ -67,10 +73,7 @@ export class LoginThrottle {
   /** Returns whether a login may be tried now, to be called before verifying the password. */
   check(attempt: LoginAttempt): ThrottleDecision {
     const now = this.#now();
-    const lockedUntil = Math.max(
-      this.#lockedUntil(accountKey(attempt.username), now),
-      this.#lockedUntil(ipKey(attempt.ip), now),
-    );
+    const lockedUntil = Math.max(...this.#counters(attempt).map(({ key }) => this.#lockedUntil(key, now)));
 
     if (lockedUntil > now) {
       return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil((lockedUntil - now) / 1000)) };
@@ -91,15 +94,24 @@ export class LoginThrottle {
     }
 
     const now = this.#now();
-    const account = accountKey(attempt.username);
-    const ip = ipKey(attempt.ip);
-    if (this.#inFlightAndRecent(account, now) >= this.#maxFailuresPerAccount || this.#inFlightAndRecent(ip, now) >= this.#maxFailuresPerIp) {
+    const counters = this.#counters(attempt);
+    if (counters.some(({ key, limit }) => this.#inFlightAndRecent(key, now) >= limit)) {
       return { allowed: false, retryAfterSeconds: 1 };
     }
 
-    this.#pending.set(account, (this.#pending.get(account) ?? 0) + 1);
-    this.#pending.set(ip, (this.#pending.get(ip) ?? 0) + 1);
+    for (const { key } of counters) {
+      this.#pending.set(key, (this.#pending.get(key) ?? 0) + 1);
+    }
     return decision;
+  }
+
+  // Every counter a login attempt is checked against and counted in, with its limit.
+  #counters(attempt: LoginAttempt): Array<{ key: string; limit: number }> {
+    return [
+      { key: accountAndIpKey(attempt.username, attempt.ip), limit: this.#maxFailuresPerAccountAndIp },
+      { key: accountKey(attempt.username), limit: this.#maxFailuresPerAccount },
+      { key: ipKey(attempt.ip), limit: this.#maxFailuresPerIp },
+    ];
   }
 
   #inFlightAndRecent(key: string, now: number): number {
@@ -109,7 +121,7 @@ export class LoginThrottle {
   }
 
   #release(attempt: LoginAttempt): void {
-    for (const key of [accountKey(attempt.username), ipKey(attempt.ip)]) {
+    for (const { key } of this.#counters(attempt)) {
       const count = (this.#pending.get(key) ?? 0) - 1;
       if (count > 0) {
         this.#pending.set(key, count);
@@ -120,16 +132,17 @@ export class LoginThrottle {
   }
 
   /**
-   * Counts one failed login against both the account and the IP. Call it for unknown usernames
-   * too, so a lock does not reveal whether an account exists.
+   * Counts one failed login against the account at this IP, the account and the IP. Call it for
+   * unknown usernames too, so a lock does not reveal whether an account exists.
    */
   recordFailure(attempt: LoginAttempt): void {
     this.#release(attempt);
     const now = this.#now();
     this.#evictExpired(now);
 
-    this.#countFailure(accountKey(attempt.username), this.#maxFailuresPerAccount, now);
-    this.#countFailure(ipKey(attempt.ip), this.#maxFailuresPerIp, now);
+    for (const { key, limit } of this.#counters(attempt)) {
+      this.#countFailure(key, limit, now);
+    }
 
     this.#evictBeyondCap();
   }
@@ -139,10 +152,14 @@ export class LoginThrottle {
     this.#release(attempt);
   }
 
-  /** Forgets the account's failures after a successful login, but keeps the IP's, because one IP may be guessing many accounts. */
+  /**
+   * Forgets the account's failures at this IP after a successful login. It keeps the IP's, because
+   * one IP may be guessing many accounts, and the account's from all IPs, because elsewhere others
+   * may be guessing it.
+   */
   recordSuccess(attempt: LoginAttempt): void {
     this.#release(attempt);
-    this.#entries.delete(accountKey(attempt.username));
+    this.#entries.delete(accountAndIpKey(attempt.username, attempt.ip));
   }
 
   #lockedUntil(key: string, now: number): number {
@@ -217,6 +234,12 @@ function accountKey(username: string): string {
 // Where that matters, pass the prefix as the IP.
 function ipKey(ip: string): string {
   return `ip:${ip}`;
+}
+
+// Each kind of counter has its own prefix, and JSON encodes the pair without ambiguity, so no typed
+// username can make the key of a pair equal that of an account or of another pair.
+function accountAndIpKey(username: string, ip: string): string {
+  return `pair:${JSON.stringify([username.normalize('NFKC').toLowerCase(), ip])}`;
 }
 
 function positiveInteger(name: string, value: number): number {

@@ -11,6 +11,7 @@ import { createOidcAdapter, withProviderErrors } from '../store/oidc-adapter.ts'
 import { findUser } from '../store/users.ts';
 import { currentUserScopes, registeredDeviceScopes } from './channel-scopes.ts';
 import { deviceFlowPages, renderAuthError } from './pages.ts';
+import { revokeGrantOfMisusedRefreshToken } from './refresh-token-misuse.ts';
 
 /** Client id of the gateway's own backend-for-frontend, a confidential client of the auth server. */
 export const gatewayClientId = 'portcullis-gateway';
@@ -175,6 +176,7 @@ export function createAuthServer(init: AuthServerInit): Provider {
     provider.proxy = true;
   }
   provider.use(setRetryAfterOn503);
+  provider.use(revokeGrantOfMisusedRefreshToken(provider, init.logger));
   logProviderEvents(provider, init.logger);
   return provider;
 }

@@ -8,6 +8,7 @@ import { WebSocketServer } from 'ws';
 import type { Options } from '../config/options.ts';
 import { closeCodes, unavailableRetryAfterSeconds, type ErrorCode } from '../errors.ts';
 import { pathWithoutQuery } from '../log/logger.ts';
+import { hasTooManyHeaderLines } from '../web/header-lines.ts';
 import { serveConnection, type Connection, type ConnectionServices } from './connection.ts';
 import { confirmHandshakeChecks, runHandshakeChecks } from './guard/index.ts';
 import { createHandshakeLimits, type RateLimiterFactory } from './handshake-limits.ts';
@@ -90,9 +91,19 @@ export function createUpgradeHandler(init: UpgradeHandlerInit) {
     perMessageDeflate: limitOptions.perMessageDeflate,
     handleProtocols: (protocols) => (protocols.has(applicationProtocol) ? applicationProtocol : false),
   });
+  // ws checks the upgrade again and by default rejects with a plain-text 400 what the guard let
+  // through: a subprotocol offered twice, or a key, version or subprotocol next to a no-break space,
+  // which the guard's `trim` removes and ws keeps. With this listener the client gets the JSON error.
+  websocketServer.on('wsClientError', (_error, socket, request) => reject(request, socket, { code: 'bad_handshake' }));
 
   async function handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     socket.on('error', (error) => init.logger.debug({ event: 'handshake.socket_error', err: error }, 'socket error during handshake'));
+
+    // Before the address limit, which may read an X-Forwarded-For line that Node dropped.
+    if (hasTooManyHeaderLines(request)) {
+      reject(request, socket, { code: 'headers_too_large' });
+      return;
+    }
 
     if (!limits.pending.tryEnter()) {
       reject(request, socket, { code: 'server_busy', retryAfterSeconds: 1 });

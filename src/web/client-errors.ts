@@ -1,8 +1,21 @@
+import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 
 import type { Logger } from 'pino';
 
-import { errorBody } from '../errors.ts';
+import { errorBody, errorCatalogue, type ErrorCode } from '../errors.ts';
+
+function clientErrorCode(parserCode: string | undefined): ErrorCode {
+  if (parserCode === 'HPE_HEADER_OVERFLOW') {
+    return 'headers_too_large';
+  }
+  // Node raises this for both its headers and its request timeout, which end a request that trickles
+  // in (slowloris).
+  if (parserCode === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    return 'request_timeout';
+  }
+  return 'invalid_request';
+}
 
 /**
  * Creates the `clientError` handler of both listeners: malformed, oversized or timed-out requests get
@@ -17,11 +30,25 @@ export function createClientErrorHandler(logger: Logger): (error: NodeJS.ErrnoEx
       socket.destroy();
       return;
     }
-    // NOTE: a request timeout gets 400 invalid_request because the catalogue has no 408 code.
-    const code = error.code === 'HPE_HEADER_OVERFLOW' ? 'headers_too_large' : 'invalid_request';
-    const status = code === 'headers_too_large' ? 431 : 400;
+    // A response already under way on this connection would be corrupted by a second one.
+    if ((socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent) {
+      socket.destroy();
+      return;
+    }
+    const code = clientErrorCode(error.code);
+    const status = errorCatalogue[code].status;
     const body = JSON.stringify(errorBody(code));
-    socket.end(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    // The same headers as a rejected upgrade, because many of these requests are handshakes.
+    socket.end([
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}`,
+      'Content-Type: application/json; charset=utf-8',
+      `Content-Length: ${Buffer.byteLength(body)}`,
+      'Cache-Control: no-store',
+      'Connection: close',
+      `X-Portcullis-Error: ${code}`,
+      '',
+      body,
+    ].join('\r\n'));
     // A client that never reads must not keep the socket open.
     setTimeout(() => socket.destroy(), 1000).unref();
   };

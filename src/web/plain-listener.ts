@@ -8,6 +8,8 @@ import { errorBody } from '../errors.ts';
 import { createTlsTest } from '../gateway/guard/transport.ts';
 import { rejectUpgrade } from '../gateway/reject.ts';
 import { pathWithoutQuery } from '../log/logger.ts';
+import { capHeaderLines } from './header-lines.ts';
+import { hostCheckOptions, routeNodeDefaults } from './node-defaults.ts';
 
 /** Inputs of {@link createPlainListener}. Every handler is the one the HTTPS listener uses. */
 export interface PlainListenerInit {
@@ -31,13 +33,7 @@ export function createPlainListener(init: PlainListenerInit): http.Server {
   const arrivedOverTls = createTlsTest(options.trustedProxies);
   const forwardedOverTls = (request: IncomingMessage) => arrivedOverTls(request, request.socket.remoteAddress ?? '');
 
-  const server = http.createServer({
-    maxHeaderSize: options.maxHeaderBytes,
-    requestTimeout: options.handshakeTimeoutMs,
-    headersTimeout: options.handshakeTimeoutMs,
-    // Node checks requestTimeout and headersTimeout only at this interval (default 30 s in Node 20).
-    connectionsCheckingInterval: Math.min(options.handshakeTimeoutMs, 1000),
-  }, (request, response) => {
+  const serveRequest = (request: IncomingMessage, response: ServerResponse) => {
     init.handleRequest(request, response, () => {
       if (!forwardedOverTls(request)) {
         sendTlsRequired(response);
@@ -45,9 +41,17 @@ export function createPlainListener(init: PlainListenerInit): http.Server {
       }
       init.route(request, response);
     });
-  });
+  };
+  const server = http.createServer({
+    maxHeaderSize: options.maxHeaderBytes,
+    requestTimeout: options.handshakeTimeoutMs,
+    headersTimeout: options.handshakeTimeoutMs,
+    // Node checks requestTimeout and headersTimeout only at this interval (default 30 s in Node 20).
+    connectionsCheckingInterval: Math.min(options.handshakeTimeoutMs, 1000),
+    ...hostCheckOptions,
+  }, serveRequest);
 
-  server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+  const upgrade = (request: IncomingMessage, socket: Duplex, head: Buffer) => {
     // The handshake guard runs the same test, but after the rate limits and the path check. Here a
     // request that fails it gets 426 on any path and counts against no rate limit.
     if (!forwardedOverTls(request)) {
@@ -56,8 +60,11 @@ export function createPlainListener(init: PlainListenerInit): http.Server {
       return;
     }
     init.upgradeListener(request, socket, head);
-  });
+  };
+  server.on('upgrade', upgrade);
+  routeNodeDefaults(server, { request: serveRequest, upgrade });
   server.on('clientError', init.clientErrorHandler);
+  capHeaderLines(server);
   return server;
 }
 

@@ -37,20 +37,47 @@ describe('LoginThrottle', () => {
     assert.deepEqual(throttle.check(attempt), { allowed: false, retryAfterSeconds: 900 });
   });
 
-  test('account lock spans all IPs', () => {
+  test('account lock holds only at its IP', () => {
     const { throttle } = setup();
 
     failTimes(throttle, 5, { username: 'alice', ip: '192.0.2.1' });
 
-    assert.equal(throttle.check({ username: 'alice', ip: '198.51.100.7' }).allowed, false);
+    assert.equal(throttle.check({ username: 'alice', ip: '192.0.2.1' }).allowed, false);
+    assert.equal(throttle.check({ username: 'alice', ip: '198.51.100.7' }).allowed, true);
+    assert.equal(throttle.check({ username: 'bob', ip: '192.0.2.1' }).allowed, true);
+  });
+
+  test('crafted username cannot lock a pair', () => {
+    const { throttle } = setup();
+
+    // Under the old key format this username's account key equalled the key of (alice, 192.0.2.9).
+    failTimes(throttle, 5, { username: 'alice ip:192.0.2.9', ip: '198.51.100.7' });
+    failTimes(throttle, 5, { username: 'alice", "192.0.2.9', ip: '198.51.100.8' });
+
+    assert.deepEqual(throttle.check({ username: 'alice', ip: '192.0.2.9' }), { allowed: true });
+    assert.deepEqual(throttle.reserve({ username: 'alice', ip: '192.0.2.9' }), { allowed: true });
+  });
+
+  test('account locks everywhere after 100 failures', () => {
+    const { throttle } = setup();
+
+    for (let i = 0; i < 99; i += 1) {
+      throttle.recordFailure({ username: 'alice', ip: `192.0.2.${i}` });
+    }
+    assert.equal(throttle.check({ username: 'alice', ip: '198.51.100.7' }).allowed, true);
+
+    throttle.recordFailure({ username: 'alice', ip: '192.0.2.99' });
+
+    assert.deepEqual(throttle.check({ username: 'alice', ip: '198.51.100.7' }), { allowed: false, retryAfterSeconds: 900 });
     assert.equal(throttle.check({ username: 'bob', ip: '192.0.2.1' }).allowed, true);
   });
 
   test('usernames are case-folded', () => {
-    const { throttle } = setup();
+    const { throttle } = setup({ maxFailuresPerAccount: 5 });
 
     failTimes(throttle, 5, { username: 'Alice', ip: '192.0.2.1' });
 
+    assert.equal(throttle.check({ username: 'ALICE', ip: '192.0.2.1' }).allowed, false);
     assert.equal(throttle.check({ username: 'ALICE', ip: '198.51.100.7' }).allowed, false);
   });
 
@@ -127,18 +154,29 @@ describe('LoginThrottle', () => {
     assert.equal(throttle.check({ username: 'carol', ip: attempt.ip }).allowed, false);
   });
 
+  test('success keeps failures from other IPs', () => {
+    const { throttle } = setup({ maxFailuresPerAccount: 3 });
+
+    throttle.recordFailure({ username: 'alice', ip: '192.0.2.1' });
+    throttle.recordFailure({ username: 'alice', ip: '192.0.2.2' });
+    throttle.recordSuccess({ username: 'alice', ip: '192.0.2.3' });
+    throttle.recordFailure({ username: 'alice', ip: '192.0.2.4' });
+
+    assert.equal(throttle.check({ username: 'alice', ip: '192.0.2.3' }).allowed, false);
+  });
+
   test('evicts expired entries', () => {
     const { clock, throttle } = setup();
 
     for (let i = 0; i < 50; i += 1) {
       throttle.recordFailure({ username: `user${i}`, ip: `192.0.2.${i}` });
     }
-    assert.equal(throttle.size, 100);
+    assert.equal(throttle.size, 150);
 
     clock.now += 15 * minute;
     throttle.recordFailure({ username: 'late', ip: '198.51.100.7' });
 
-    assert.equal(throttle.size, 2);
+    assert.equal(throttle.size, 3);
   });
 
   test('caps entries, dropping stalest', () => {
@@ -151,10 +189,11 @@ describe('LoginThrottle', () => {
     }
 
     failTimes(throttle, 5, { username: 'alice', ip: '198.51.100.7' });
-    assert.equal(throttle.check({ username: 'alice', ip: '203.0.113.9' }).allowed, false);
+    assert.equal(throttle.check({ username: 'alice', ip: '198.51.100.7' }).allowed, false);
   });
 
   const badOptions: Array<[keyof LoginThrottleOptions, number]> = [
+    ['maxFailuresPerAccountAndIp', 0],
     ['maxFailuresPerAccount', 0],
     ['maxFailuresPerIp', -1],
     ['windowMs', 1.5],

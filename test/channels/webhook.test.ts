@@ -16,10 +16,12 @@ import { WebhookDispatcher, type WebhookDispatcherOptions } from '../../src/chan
 import { loadWebhookSecret, signWebhookBody, verifyWebhookSignature, webhookHeaders } from '../../src/channels/webhook-signature.ts';
 import { OptionsError } from '../../src/config/options.ts';
 import { createLogger } from '../../src/log/logger.ts';
+import { captureLogLines, rememberSecret } from '../support/capture.ts';
 import { addDevice, deviceToken, startTestServer, temporaryDataDir } from '../support/server.ts';
 import { openDeviceSocket } from '../support/websocket.ts';
 
 const secret = 'test-secret-0123456789abcdef0123456789abcdef';
+rememberSecret(secret);
 
 /** One request the receiver got, with the status it returned (0 while the response is pending). */
 interface ReceivedRequest {
@@ -75,7 +77,9 @@ function captureLogger(): { logger: ReturnType<typeof createLogger>; lines: () =
   const raw: string[] = [];
   const sink = new Writable({
     write(chunk, _encoding, callback) {
-      raw.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+      const lines = chunk.toString('utf8').split('\n').filter(Boolean);
+      raw.push(...lines);
+      captureLogLines('webhook test', lines);
       callback();
     },
   });

@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 
+import { captureLogLines } from '../support/capture.ts';
 import { addDevice, freePort, repositoryRoot, runCli, startTestServer, type TestServer } from '../support/server.ts';
 
 // Safety stop for the long-running command; no assertion depends on timing.
@@ -90,6 +91,7 @@ test('sigint after frames exits 0', async () => {
 
   const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
   clearTimeout(killer);
+  captureLogLines('cli device connect', stderr.split('\n').filter(Boolean));
 
   assert.equal(code, 0, stderr);
   assert.equal((JSON.parse(stdout.split('\n')[0]) as { type: string }).type, 'welcome');

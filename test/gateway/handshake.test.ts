@@ -453,9 +453,11 @@ describe('malformed handshakes', () => {
   test('plain GET on /ws', async () => {
     const response = await handshake({ ...deviceHeaders(), Upgrade: null, Connection: 'close' });
 
-    assert.equal(response.status, 404);
+    assert.equal(response.status, 426);
     assert.match(response.headers['content-type'] ?? '', /^application\/json/);
-    assert.equal(response.json?.error, 'not_found');
+    assert.equal(response.json?.error, 'upgrade_required');
+    assert.equal(response.headers['x-portcullis-error'], 'upgrade_required');
+    assert.equal(response.headers.upgrade, 'websocket');
     assert.equal((await handshake(deviceHeaders())).status, 101);
   });
 });

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import { Agent, fetch as undiciFetch } from 'undici';
 
 import type { Options } from '../../src/config/options.ts';
+import { captureLogLines, secretRecordingFetch } from './capture.ts';
 import { repositoryRoot, temporaryDataDir, type TestServer } from './server.ts';
 
 const startWaitMs = 60_000;
@@ -46,9 +47,18 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Nod
   child.stdout!.on('data', (chunk: Buffer) => {
     const lines = (pending + chunk.toString('utf8')).split('\n');
     pending = lines.pop() ?? '';
-    logs.push(...lines.filter(Boolean));
+    const complete = lines.filter(Boolean);
+    logs.push(...complete);
+    captureLogLines(`node ${options.port}`, complete);
   });
-  child.stderr!.on('data', (chunk: Buffer) => { stderr += chunk.toString('utf8'); });
+  let pendingStderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString('utf8');
+    const lines = (pendingStderr + chunk.toString('utf8')).split('\n');
+    pendingStderr = lines.pop() ?? '';
+    captureLogLines(`node ${options.port} stderr`, lines.filter(Boolean));
+  });
+  child.once('close', () => captureLogLines(`node ${options.port}`, [pending, pendingStderr].filter(Boolean)));
 
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`the node did not start within ${startWaitMs} ms: ${stderr}`)), startWaitMs);
@@ -76,7 +86,7 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Nod
     caPem,
     logs,
     options: { databaseUrl: options.databaseUrl } as Readonly<Options>,
-    fetch: ((input: any, init?: any) => undiciFetch(input, { redirect: 'manual', ...init, dispatcher })) as unknown as typeof fetch,
+    fetch: secretRecordingFetch(((input: any, init?: any) => undiciFetch(input, { redirect: 'manual', ...init, dispatcher })) as unknown as typeof fetch),
     async close() {
       if (child.exitCode !== null) {
         return;

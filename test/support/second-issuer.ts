@@ -11,6 +11,7 @@ import Provider, { errors } from 'oidc-provider';
 import { Agent, fetch as undiciFetch } from 'undici';
 
 import { loadTlsMaterial } from '../../src/tls/dev-ca.ts';
+import { rememberSecret } from './capture.ts';
 import { freePort, temporaryDataDir } from './server.ts';
 
 /** A client registered at the second issuer. */
@@ -147,6 +148,7 @@ export async function startSecondIssuer(clients: IssuerClient[], audiences: stri
       if (!body.access_token) {
         throw new Error(`the second issuer refused the token request: ${body.error}`);
       }
+      rememberSecret(body.access_token);
       return body.access_token;
     },
     async rotate(next) {

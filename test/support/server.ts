@@ -12,6 +12,8 @@ import { validateOptions, type Options } from '../../src/config/options.ts';
 import { createLogger } from '../../src/log/logger.ts';
 import { startServer, type RunningServer } from '../../src/server.ts';
 
+import { captureLogLines, rememberSecret, rememberServerSecrets, secretRecordingFetch } from './capture.ts';
+
 /** Repository root, for spawning the real CLI. */
 export const repositoryRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cliPath = path.join(repositoryRoot, 'bin/portcullis.js');
@@ -77,12 +79,15 @@ export async function startTestServer(overrides: Partial<Options> & { logs?: str
 
   const sink = new Writable({
     write(chunk, _encoding, callback) {
-      logs.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+      const lines = chunk.toString('utf8').split('\n').filter(Boolean);
+      logs.push(...lines);
+      captureLogLines(`in-process ${port}`, lines);
       callback();
     },
   });
   const running = await startServer(options, createLogger(options.logLevel, sink));
   const caPem = fs.readFileSync(path.join(options.dataDir, 'ca.pem'), 'utf8');
+  await rememberServerSecrets(running.store, options.dataDir);
   const dispatcher = new Agent({ connect: { ca: caPem } });
 
   return {
@@ -93,7 +98,7 @@ export async function startTestServer(overrides: Partial<Options> & { logs?: str
     logs,
     running,
     options,
-    fetch: ((input: any, init?: any) => undiciFetch(input, { redirect: 'manual', ...init, dispatcher })) as unknown as typeof fetch,
+    fetch: secretRecordingFetch(((input: any, init?: any) => undiciFetch(input, { redirect: 'manual', ...init, dispatcher })) as unknown as typeof fetch),
     close: () => running.close(),
   };
 }
@@ -133,7 +138,13 @@ function spawnCli(args: string[], databaseUrl: string | null, input?: string): P
     child.stdout.on('data', (chunk) => { stdout += chunk; });
     child.stderr.on('data', (chunk) => { stderr += chunk; });
     child.once('error', reject);
-    child.once('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    child.once('close', (code) => {
+      // Standard output carries what the operator asked for, such as a new client secret; `start`
+      // writes its log there instead.
+      const logged = args[0] === 'start' ? `${stdout}\n${stderr}` : stderr;
+      captureLogLines(`cli ${args[0] ?? ''}`, logged.split('\n').filter(Boolean));
+      resolve({ code: code ?? -1, stdout, stderr });
+    });
     child.stdin.end(input ?? '');
   });
 }
@@ -144,11 +155,14 @@ export async function addDevice(server: TestServer, clientId: string, extraArgs:
   if (result.code !== 0) {
     throw new Error(`devices add failed: ${result.stderr}`);
   }
-  return JSON.parse(result.stdout);
+  const credentials = JSON.parse(result.stdout) as { client_id: string; client_secret: string };
+  rememberSecret(credentials.client_secret);
+  return credentials;
 }
 
 /** Adds a user through the CLI with the password on standard input. */
 export async function addUser(server: TestServer, username: string, password: string): Promise<void> {
+  rememberSecret(password);
   const result = await runServerCli(server, ['users', 'add', username, '--password-stdin'], `${password}\n`);
   if (result.code !== 0) {
     throw new Error(`users add failed: ${result.stderr}`);

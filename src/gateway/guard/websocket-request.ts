@@ -16,6 +16,12 @@ export const websocketRequestCheck: HandshakeCheck = {
       return 'upgrade_required';
     }
 
+    // RFC 6455 section 4.1 requires HTTP/1.1 and Host, and RFC 9112 section 3.2 exactly one Host.
+    // Node no longer refuses a request without it (see src/web/node-defaults.ts), so the guard does.
+    if (request.httpVersion !== '1.1' || headerValues(request, 'host').length !== 1) {
+      return 'bad_handshake';
+    }
+
     const versions = headerValues(request, 'sec-websocket-version');
     if (versions.length !== 1 || versions[0].trim() !== '13') {
       return 'bad_handshake';
