@@ -1,4 +1,6 @@
-import pino, { type DestinationStream, type Logger } from 'pino';
+import pino, { type DestinationStream, type LogFn, type Logger } from 'pino';
+
+import { attachEventTap, EventTap } from './event-tap.ts';
 
 /**
  * Field names blanked out at the top level of a log line and one level below it. Loggers here pass
@@ -60,6 +62,9 @@ const flushIntervalMs = 1000;
  * Stdout is written in batches, because one write per line costs a system call for every
  * handshake. Call `flushLogs` before a planned exit: at exit pino's own flush skips a write that
  * a full pipe delayed. A process that is killed loses up to the last second of lines.
+ *
+ * Every call that names an `event` also reaches the logger's `EventTap` (`eventTapOf`), at levels
+ * from info up even when `level` writes fewer lines, because metrics and the audit trail count them.
  */
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   let target = destination;
@@ -73,15 +78,56 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
     target = stdout;
   }
 
-  return pino(
+  const tap = new EventTap();
+  const written = levelNumber(level);
+  const logger = pino(
     {
-      level,
+      level: written > pino.levels.values.info ? 'info' : level,
       base: { service: 'portcullis' },
       formatters: { log: redactSecrets },
       serializers: { err: serializeError },
+      hooks: { logMethod: tapEvents(tap) },
     },
-    target,
+    written > pino.levels.values.info ? dropBelow(target, written) : target,
   );
+  attachEventTap(logger, tap);
+  return logger;
+}
+
+function levelNumber(level: string): number {
+  return level === 'silent' ? Number.POSITIVE_INFINITY : pino.levels.values[level] ?? pino.levels.values.info;
+}
+
+// Called for every enabled log call, before pino serialises it.
+function tapEvents(tap: EventTap) {
+  return function logMethod(this: Logger, args: Parameters<LogFn>, method: LogFn, level: number): void {
+    const fields = args[0] as unknown;
+    if (typeof fields === 'object' && fields !== null && typeof (fields as { event?: unknown }).event === 'string') {
+      const redacted = redactSecrets(fields as Record<string, unknown>);
+      tap.dispatch({ event: redacted.event as string, level, fields: redacted, time: Date.now() });
+    }
+    method.apply(this, args);
+  };
+}
+
+// Writes only the lines at `minimum` or above; the logger itself runs at info so the tap sees events.
+function dropBelow(target: DestinationStream, minimum: number): DestinationStream {
+  const flushable = target as DestinationStream & { flush?: (callback: (error?: Error) => void) => void };
+  return {
+    write(line: string) {
+      const level = Number(/^\{"level":(\d+)/.exec(line)?.[1] ?? Number.POSITIVE_INFINITY);
+      if (level >= minimum) {
+        target.write(line);
+      }
+    },
+    flush(callback: (error?: Error) => void) {
+      if (typeof flushable.flush === 'function') {
+        flushable.flush(callback);
+      } else {
+        callback();
+      }
+    },
+  } as DestinationStream;
 }
 
 /** Serialises an error with its name, code and stack, but never request or response objects. */
