@@ -10,6 +10,8 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { sql } from 'kysely';
 import type { Logger } from 'pino';
 
+import { startAuditPruning } from './audit/audit-retention.ts';
+import { AuditWriter } from './audit/audit-writer.ts';
 import { SigningKeyRing } from './auth/key-ring.ts';
 import { LoginThrottle } from './auth/login-throttle.ts';
 import { createRequestContextTracker } from './auth/request-context.ts';
@@ -23,6 +25,10 @@ import { publishAsOperator } from './channels/publish.ts';
 import { createWebhookDispatcher } from './channels/webhook.ts';
 import { errorBody, PortcullisError, unavailableRetryAfterSeconds } from './errors.ts';
 import { startAdminSocket } from './gateway/admin-socket.ts';
+import { parseMetricsListen } from './metrics/listen-address.ts';
+import { startMetricsListener } from './metrics/metrics-listener.ts';
+import { registerMetricsRoute } from './metrics/metrics-route.ts';
+import { createServerMetrics } from './metrics/metrics.ts';
 import { buildHandshakeChecks } from './gateway/guard/index.ts';
 import { admitToken } from './gateway/guard/revocation.ts';
 import { ConnectionRegistry } from './gateway/registry.ts';
@@ -65,6 +71,8 @@ export interface RunningServer {
   plainListenUrl: string | null;
   /** Port of the plain-HTTP listener, or null without `plainPort`. */
   plainPort: number | null;
+  /** Origin of the token-free metrics listener, e.g. `http://127.0.0.1:9464`, or null without `metricsListen`. */
+  metricsListenUrl: string | null;
   /** Path of the generated development CA certificate; null with operator-supplied TLS files. */
   caFile: string | null;
   /** One line per insecure development default in force. */
@@ -100,6 +108,9 @@ const verdictMaxFeedSilenceMs = 2_000;
  */
 export async function startServer(options: Readonly<Options>, logger: Logger): Promise<RunningServer> {
   const store = await openStore(options, logger);
+  // Started first, so that every security event of this process reaches the audit trail.
+  const auditWriter = new AuditWriter({ store, logger });
+  const stopAuditPruning = startAuditPruning({ store, logger, retentionDays: options.auditRetentionDays });
   const tls = await loadTlsMaterial({ dataDir: options.dataDir, certFile: options.tlsCertFile, keyFile: options.tlsKeyFile });
   // Created early so that an unreadable webhook secret stops the start before anything listens.
   const webhook = createWebhookDispatcher(options, logger);
@@ -149,8 +160,15 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
     }
   });
 
+  const metrics = createServerMetrics({
+    logger,
+    countConnections: () => registry.countByKind(),
+    databaseBackend: options.databaseUrl ? 'postgresql' : 'sqlite',
+    databaseReachable: () => storeReachable(store),
+    redisAvailable: cluster ? () => cluster.status().redis === 'available' : null,
+  });
   const trust = buildTokenTrust(options, () => keyRing.current(), logger);
-  const verifyToken = trust.verifyToken;
+  const verifyToken = metrics.timeTokenVerification(trust.verifyToken);
   // The browser drops the cookie at expiry anyway, so a short grace covers clock skew and slow requests.
   const verifyExpiredSessionToken = trust.verifyWithGrace(sessionGraceSeconds);
   const revocationScope = { deviceRegistry: trust.builtInIssuer };
@@ -254,6 +272,7 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
       : { store: () => storeReachable(store), jwks: () => trust.issuerKeys.probe() },
   };
   await configureRoutes(app, context, { servesAuth, servesGateway });
+  registerMetricsRoute(app, { ...context, registry: metrics.registry });
 
   const upgrade = createUpgradeHandler({
     checks: buildHandshakeChecks({ store, verifyToken, builtInIssuer: trust.builtInIssuer, gatewayClientId, csrfKey, allowedOrigins: options.allowedOrigins, trustedProxies: options.trustedProxies, verdicts }),
@@ -273,6 +292,7 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
       verifyToken,
       admitToken: admitTokenOf,
       onClientPublish: webhook?.enqueue,
+      traffic: metrics.traffic,
     },
   });
   await app.ready();
@@ -286,6 +306,7 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
 
   const port = await listen(server, options.port, options.host);
   const plainPort = plainServer ? await listen(plainServer, options.plainPort!, options.host) : null;
+  const metricsListener = options.metricsListen === null ? null : await startMetricsListener(parseMetricsListen(options.metricsListen), metrics.registry, logger);
   const adminSocket = await startAdminSocket(options.dataDir, {
     registry,
     keyRing,
@@ -317,6 +338,7 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
     port,
     plainListenUrl,
     plainPort,
+    metricsListenUrl: metricsListener?.url ?? null,
     caFile: tls.caFile,
     warnings: developmentWarnings(options, tls.caFile),
     store,
@@ -328,6 +350,8 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
       upgrade.stop();
       revocations.stop();
       await webhook?.stop();
+      metrics.stop();
+      await metricsListener?.close();
       if (adminSocket) {
         const adminClosed = new Promise<void>((resolve) => adminSocket.close(() => resolve()));
         adminSocket.closeAllConnections();
@@ -341,6 +365,8 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
       listeners.forEach((listener) => listener.closeAllConnections());
       await app.close();
       await closed;
+      await stopAuditPruning();
+      await auditWriter.stop();
       // Last, so that the connection slots of the sockets closed above leave Redis before the link closes.
       await cluster?.close();
       await store.destroy();

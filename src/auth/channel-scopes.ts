@@ -16,19 +16,30 @@ export const defaultUserScopes: readonly string[] = Object.freeze([
 
 const placeholderSegments = new Set(['{client_id}', '{sub}']);
 
+/** Scope that lets a device's token read `GET /metrics`; registered with `devices add --scope admin:metrics`. */
+export const metricsScope = 'admin:metrics';
+
+/** Tells whether a device may be registered for `scope`: a channel scope or `admin:metrics`. */
+export function isDeviceScope(scope: string): boolean {
+  return isChannelScope(scope) || scope === metricsScope;
+}
+
 /** Returns the scope that lets an owner watch everything a device publishes. */
 export function ownedDeviceScope(clientId: string): string {
   return `subscribe:devices/${clientId}/#`;
 }
 
 /**
- * Checks a scope value an operator registers: `subscribe:` or `publish:` and a channel filter, in
- * which `{client_id}` and `{sub}` may stand for whole segments. Returns an error message, or null
- * when the value is valid.
+ * Checks a scope value an operator registers: `admin:metrics`, or `subscribe:` or `publish:` and a
+ * channel filter, in which `{client_id}` and `{sub}` may stand for whole segments. Returns an error
+ * message, or null when the value is valid.
  */
 export function channelScopeProblem(scope: string): string | null {
+  if (scope === metricsScope) {
+    return null;
+  }
   if (!isChannelScope(scope)) {
-    return `"${scope}" must start with "subscribe:" or "publish:"`;
+    return `"${scope}" must start with "subscribe:" or "publish:", or be "${metricsScope}"`;
   }
 
   const segments = scope.slice(scope.indexOf(':') + 1).split('/');

@@ -4,12 +4,11 @@ import type { Logger } from 'pino';
 
 import type { Options } from '../config/options.ts';
 import type { Store } from '../store/database.ts';
-import { isChannelScope } from '../channels/permissions.ts';
 import { unavailableRetryAfterSeconds } from '../errors.ts';
 import { clientSecretMatches, findDevice, hashClientSecret } from '../store/devices.ts';
 import { createOidcAdapter, withProviderErrors } from '../store/oidc-adapter.ts';
 import { findUser } from '../store/users.ts';
-import { currentUserScopes, registeredDeviceScopes } from './channel-scopes.ts';
+import { currentUserScopes, isDeviceScope, registeredDeviceScopes } from './channel-scopes.ts';
 import { deviceFlowPages, renderAuthError } from './pages.ts';
 import { revokeGrantOfMisusedRefreshToken } from './refresh-token-misuse.ts';
 
@@ -192,8 +191,9 @@ async function setRetryAfterOn503(ctx: { status: number; set(field: string, valu
 
 /**
  * RFC 6749 section 3.3 lets a server apply a default when a request names no scope. Here a request
- * that names no channel scope requests every channel scope the client may hold, so a device need not
- * know its registered scopes. A request that names some gets those it may hold and no others.
+ * that names neither a channel scope nor `admin:metrics` requests every scope the client may hold,
+ * so a device need not know its registered scopes. A request that names some gets those it may hold
+ * and no others.
  * oidc-provider reads requested scopes only through this getter, at every grant type and consent.
  */
 function defaultToAllowedChannelScopes(provider: Provider): void {
@@ -202,7 +202,7 @@ function defaultToAllowedChannelScopes(provider: Provider): void {
     configurable: true,
     get(this: { params?: { scope?: string }; resourceServers?: Record<string, { scopes: Set<string> }> }) {
       const requested = new Set(String(this.params?.scope ?? '').split(' ').filter(Boolean));
-      if ([...requested].some(isChannelScope)) {
+      if ([...requested].some(isDeviceScope)) {
         return requested;
       }
       for (const resourceServer of Object.values(this.resourceServers ?? {})) {
@@ -218,10 +218,21 @@ function logProviderEvents(provider: Provider, logger: Logger): void {
 
   provider.on('grant.success', (ctx: KoaContextWithOIDC) => {
     logger.info({ event: 'token.issued', client_id: clientId(ctx), grant_type: ctx.oidc.params?.grant_type }, 'token issued');
+    // oidc-provider sets this entity only when a refresh grant consumed the old token for a new one.
+    const rotated = (ctx.oidc.entities as { RotatedRefreshToken?: { grantId?: string } }).RotatedRefreshToken;
+    if (rotated) {
+      logger.info({ event: 'refresh_token.rotated', client_id: clientId(ctx), grant_id: rotated.grantId }, 'refresh token rotated');
+    }
   });
   provider.on('grant.error', (ctx: KoaContextWithOIDC, error: Error & { error?: string; error_detail?: string }) => {
     // `error_detail` is oidc-provider's internal reason, e.g. a missing assertion claim, and contains no credential.
-    logger.warn({ event: 'token.rejected', client_id: clientId(ctx), error: error.error ?? error.name, detail: error.error_detail }, 'token request rejected');
+    logger.warn({ event: 'token.rejected', client_id: clientId(ctx), grant_type: ctx.oidc?.params?.grant_type, error: error.error ?? error.name, detail: error.error_detail }, 'token request rejected');
+    // oidc-provider revokes the whole grant when a rotated refresh token is used again, and reports it
+    // only through this detail (oidc-provider 9, lib/actions/grants/refresh_token.js).
+    if (error.error_detail === 'refresh token already used') {
+      const grantId = (ctx.oidc?.entities as { RefreshToken?: { grantId?: string } } | undefined)?.RefreshToken?.grantId;
+      logger.warn({ event: 'refresh_token.reused', client_id: clientId(ctx), grant_id: grantId }, 'a rotated refresh token was used again; its grant is revoked');
+    }
   });
   provider.on('grant.revoked', (ctx: KoaContextWithOIDC, grantId: string) => {
     logger.info({ event: 'grant.revoked', client_id: clientId(ctx), grant_id: grantId }, 'grant revoked');

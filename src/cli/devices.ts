@@ -5,11 +5,11 @@ import { importJWK, type JWK } from 'jose';
 
 import { gatewayAudience, gatewayClientId } from '../auth/provider.ts';
 import { parseOptionArgs, resolveOptions } from '../config/load.ts';
+import { recordCommandEvent } from '../audit/command-audit.ts';
 import { announceThroughAdminSocket } from '../gateway/admin-socket.ts';
 import { epochSeconds, openStore, type Store } from '../store/database.ts';
-import { channelScopeProblem, registeredDeviceScopes } from '../auth/channel-scopes.ts';
+import { channelScopeProblem, isDeviceScope, registeredDeviceScopes } from '../auth/channel-scopes.ts';
 import { clientIdPattern, deleteDevice, findDevice, hashClientSecret, insertDevice, listDevices } from '../store/devices.ts';
-import { isChannelScope } from '../channels/permissions.ts';
 import { operatorPublisher } from '../channels/publish.ts';
 import { findUser } from '../store/users.ts';
 import { createOfflineAuthServer } from './auth-context.ts';
@@ -90,12 +90,14 @@ async function addDevice(store: Store, clientId: string, values: Record<string, 
   if (typeof values['public-key'] === 'string') {
     const jwk = await readPublicJwk(values['public-key']);
     await insertDevice(store, { client_id: clientId, auth_method: 'private_key_jwt', secret_hash: null, jwks: JSON.stringify({ keys: [jwk] }), owner, scopes });
+    await recordCommandEvent(store, 'device.added', { client_id: clientId, auth_method: 'private_key_jwt', owner, scope: scopes });
     printJson({ client_id: clientId, token_endpoint_auth_method: 'private_key_jwt', scope: registeredDeviceScopes({ scopes }).join(' ') });
     return;
   }
 
   const clientSecret = crypto.randomBytes(32).toString('base64url');
   await insertDevice(store, { client_id: clientId, auth_method: 'client_secret_basic', secret_hash: hashClientSecret(clientSecret), jwks: null, owner, scopes });
+  await recordCommandEvent(store, 'device.added', { client_id: clientId, auth_method: 'client_secret_basic', owner, scope: scopes });
   // The only time the secret is shown: the database keeps its hash.
   printJson({ client_id: clientId, client_secret: clientSecret, scope: registeredDeviceScopes({ scopes }).join(' ') });
 }
@@ -123,7 +125,7 @@ async function approveDeviceCode(options: Readonly<Options>, store: Store, userC
   // when it named any.
   const device = await findDevice(store, String(code.clientId));
   const registered = device ? registeredDeviceScopes(device) : [];
-  const requested = String(code.params?.scope ?? '').split(' ').filter(isChannelScope);
+  const requested = String(code.params?.scope ?? '').split(' ').filter(isDeviceScope);
   const granted = requested.length > 0 ? registered.filter((scope) => requested.includes(scope)) : registered;
   if (granted.length === 0) {
     throw new CommandError('scope_missing', `Device ${code.clientId} asked for no scope it is registered for; see "portcullis devices list".`);
@@ -140,6 +142,7 @@ async function approveDeviceCode(options: Readonly<Options>, store: Store, userC
   const scope = granted.join(' ');
   Object.assign(code, { accountId: user.username, grantId, authTime: epochSeconds(), resource, scope });
   await code.save();
+  await recordCommandEvent(store, 'device_code.approved', { client_id: code.clientId, username: user.username, grant_id: grantId });
   printLine(`Approved device ${code.clientId} for user ${user.username}.`);
 }
 
@@ -197,6 +200,7 @@ export async function runDevices(argv: string[]): Promise<void> {
         if (!await deleteDevice(store, id, event)) {
           throw new CommandError('device_not_found', `Device "${id}" does not exist.`);
         }
+        await recordCommandEvent(store, 'device.removed', { client_id: id });
         await announceThroughAdminSocket(options.dataDir, event);
         printLine(`Removed device ${id}; its tokens are refused and its live connections closed.`);
         return;

@@ -1,4 +1,5 @@
 import { parseOptionArgs, resolveOptions } from '../config/load.ts';
+import { recordCommandEvent } from '../audit/command-audit.ts';
 import { adminRequest } from '../gateway/admin-socket.ts';
 import { openStore } from '../store/database.ts';
 import { rotateSigningKey } from '../store/signing-keys.ts';
@@ -24,6 +25,7 @@ export async function runKeys(argv: string[]): Promise<void> {
   try {
     if (action === 'rotate') {
       const kid = await rotateSigningKey(store);
+      await recordCommandEvent(store, 'key.rotated', { kid });
       const reloaded = await adminRequest(options.dataDir, 'POST', '/keys/reload');
       printLine(reloaded === null
         ? `New signing key ${kid}. No server is running; it signs with the new key from its next start.`

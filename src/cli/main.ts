@@ -1,6 +1,7 @@
 import { OptionsError } from '../config/options.ts';
 import { optionSources } from '../config/load.ts';
 import { PortcullisError } from '../errors.ts';
+import { auditUsage, runAudit } from './audit.ts';
 import { deviceUsage, runDeviceCommand } from './device-connect.ts';
 import { devicesUsage, runDevices } from './devices.ts';
 import { keysUsage, runKeys } from './keys.ts';
@@ -20,6 +21,7 @@ ${deviceUsage}
 ${keysUsage}
 ${sessionsUsage}
 ${publishUsage}
+${auditUsage}
 
 Every command takes --data-dir DIR (default ./.portcullis), --database-url URL (PostgreSQL
 instead of SQLite in the data directory) and --config FILE.
@@ -34,6 +36,7 @@ const commands: Record<string, (argv: string[]) => Promise<void>> = {
   keys: runKeys,
   sessions: runSessions,
   publish: runPublish,
+  audit: runAudit,
 };
 
 /** Runs one CLI command and returns the process exit code. */

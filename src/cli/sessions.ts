@@ -1,4 +1,5 @@
 import { optionFlags, parseOptionArgs, resolveOptions } from '../config/load.ts';
+import { recordCommandEvent } from '../audit/command-audit.ts';
 import { fetchLiveConnections } from '../gateway/admin-socket.ts';
 import type { ConnectionSummary } from '../gateway/registry.ts';
 import { findBrowserSession } from '../store/browser-sessions.ts';
@@ -88,6 +89,7 @@ export async function runSessions(argv: string[]): Promise<void> {
       if (!connection.grant_id) {
         // A client-credentials token belongs to no grant, so that one token is revoked by issuer and jti.
         await recordAndAnnounce(store, options.dataDir, { kind: 'token', value: tokenKey(connection.iss, connection.jti), reason: 'operator', expiresAt: connection.expires_at + 60 });
+        await recordCommandEvent(store, 'session.revoked', { connection_id: id, reason: 'operator' });
         printLine(`Revoked the token of connection ${id}; the connection closes within a second. The device can get a new token unless removed.`);
         return;
       }
@@ -98,6 +100,7 @@ export async function runSessions(argv: string[]): Promise<void> {
     await store.deleteFrom('oidc_payloads').where('grant_id', '=', grantId).execute();
     await store.deleteFrom('oidc_payloads').where('model', '=', 'Grant').where('id', '=', grantId).execute();
     await store.deleteFrom('browser_sessions').where('grant_id', '=', grantId).execute();
+    await recordCommandEvent(store, 'session.revoked', { grant_id: grantId, reason: 'operator' });
     printLine(`Revoked grant ${grantId}; its live connections close within a second.`);
   } finally {
     await store.destroy();

@@ -5,7 +5,7 @@ import { startServer } from '../server.ts';
 /** Usage of `portcullis start`. */
 export const startUsage = `portcullis start [--role all|auth|gateway] [--host ADDRESS] [--port PORT] [--public-url URL] [--data-dir DIR]
                  [--tls-cert FILE --tls-key FILE] [--allowed-origin ORIGIN]... [--trusted-proxy ADDRESS]... [--plain-port PORT]
-                 [--database-url postgres://...] [--redis-url redis://...] [--webhook-url URL]
+                 [--database-url postgres://...] [--redis-url redis://...] [--webhook-url URL] [--metrics-listen 127.0.0.1:PORT]
                  [--issuer URL --audience AUDIENCE [--jwks-url URL] [--token-algorithm ALG]...]
                  [--log-level LEVEL] [--config FILE]
                  (every option in docs/configuration.md has a flag, such as --message-rate or --max-payload)`;
@@ -34,6 +34,9 @@ export async function runStart(argv: string[]): Promise<void> {
   banner.push(`  Listening on: ${server.listenUrl}`);
   if (server.plainListenUrl) {
     banner.push(`  Plain HTTP:   ${server.plainListenUrl} (only for requests that a --trusted-proxy forwards with X-Forwarded-Proto: https)`);
+  }
+  if (server.metricsListenUrl) {
+    banner.push(`  Metrics:      ${server.metricsListenUrl}/metrics (no token; loopback only)`);
   }
   banner.push(`  Data dir:     ${options.dataDir}`);
   if (server.caFile) {

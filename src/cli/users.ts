@@ -1,5 +1,6 @@
 import { hashPassword, validatePasswordPolicy } from '../auth/passwords.ts';
 import { parseOptionArgs, resolveOptions } from '../config/load.ts';
+import { recordCommandEvent } from '../audit/command-audit.ts';
 import { announceThroughAdminSocket } from '../gateway/admin-socket.ts';
 import { epochSeconds, openStore } from '../store/database.ts';
 import { revokeGrantsOfUser } from '../store/user-grants.ts';
@@ -46,6 +47,7 @@ export async function runUsers(argv: string[]): Promise<void> {
           throw new CommandError('name_taken', `"${username}" is a device's client id; devices and users need distinct names.`, 2);
         }
         await insertUser(store, username, await hashPassword(await readNewPassword(values['password-stdin'] === true)));
+        await recordCommandEvent(store, 'user.added', { username });
         printLine(`Added user ${username}.`);
         return;
       }
@@ -56,6 +58,7 @@ export async function runUsers(argv: string[]): Promise<void> {
         }
         // A password change is how a stolen account is recovered, so every existing session ends.
         const revoked = await revokeGrantsOfUser(store, username, 'password_changed');
+        await recordCommandEvent(store, 'user.password_changed', { username, revoked_grants: revoked });
         printLine(`Changed the password of ${username}; ended ${revoked} session(s) and device grant(s).`);
         return;
       }
@@ -82,6 +85,7 @@ export async function runUsers(argv: string[]): Promise<void> {
           // Grants are revoked too, so enabling the user again does not revive old sessions.
           await revokeGrantsOfUser(store, username, 'user_disabled');
         }
+        await recordCommandEvent(store, action === 'disable' ? 'user.disabled' : 'user.enabled', { username });
         printLine(`${action === 'disable' ? 'Disabled' : 'Enabled'} user ${username}.`);
         return;
       }

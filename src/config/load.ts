@@ -16,6 +16,7 @@ export const optionSources: readonly OptionSource[] = [
   { option: 'host', flag: 'host', env: 'PORTCULLIS_HOST' },
   { option: 'port', flag: 'port', env: 'PORTCULLIS_PORT' },
   { option: 'plainPort', flag: 'plain-port', env: 'PORTCULLIS_PLAIN_PORT' },
+  { option: 'metricsListen', flag: 'metrics-listen', env: 'PORTCULLIS_METRICS_LISTEN' },
   { option: 'publicUrl', flag: 'public-url', env: 'PORTCULLIS_PUBLIC_URL' },
   { option: 'dataDir', flag: 'data-dir', env: 'PORTCULLIS_DATA_DIR' },
   { option: 'databaseUrl', flag: 'database-url', env: 'PORTCULLIS_DATABASE_URL' },
@@ -54,6 +55,7 @@ export const optionSources: readonly OptionSource[] = [
   { option: 'clientIdClaim', flag: 'client-id-claim', env: 'PORTCULLIS_CLIENT_ID_CLAIM' },
   { option: 'scopeClaim', flag: 'scope-claim', env: 'PORTCULLIS_SCOPE_CLAIM' },
   { option: 'tokenIdClaim', flag: 'token-id-claim', env: 'PORTCULLIS_TOKEN_ID_CLAIM' },
+  { option: 'auditRetentionDays', flag: 'audit-retention-days', env: 'PORTCULLIS_AUDIT_RETENTION_DAYS' },
   { option: 'logLevel', flag: 'log-level', env: 'PORTCULLIS_LOG_LEVEL' },
 ];
 

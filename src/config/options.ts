@@ -1,6 +1,7 @@
 import net from 'node:net';
 import path from 'node:path';
 
+import { parseMetricsListen } from '../metrics/listen-address.ts';
 import {
   normalizeOrigin,
   OptionsError,
@@ -35,6 +36,11 @@ export interface Options {
    * `trustedProxies`. 0 picks a free port. Default none.
    */
   plainPort: number | null;
+  /**
+   * `HOST:PORT` of a plain-HTTP listener that serves `GET /metrics` without a token; the host must be
+   * a loopback address. Default none.
+   */
+  metricsListen: string | null;
   /** Public origin browsers and devices use; also the OAuth issuer. Default `https://localhost:8443`. */
   publicUrl: string;
   /** Directory for the SQLite database, TLS material and keys. Default `./.portcullis`. */
@@ -111,6 +117,8 @@ export interface Options {
   scopeClaim: string;
   /** Claim of an external issuer's token that identifies the token, for revocation. Default `jti`. */
   tokenIdClaim: string;
+  /** Days a security event stays in the audit trail before the background pruning deletes it. Default 30. */
+  auditRetentionDays: number;
   /** pino log level. Default `info`. */
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
@@ -121,6 +129,7 @@ export const defaultOptions: Readonly<Options> = Object.freeze({
   host: '127.0.0.1',
   port: 8443,
   plainPort: null,
+  metricsListen: null,
   publicUrl: 'https://localhost:8443',
   dataDir: './.portcullis',
   databaseUrl: null,
@@ -159,6 +168,7 @@ export const defaultOptions: Readonly<Options> = Object.freeze({
   clientIdClaim: 'client_id',
   scopeClaim: 'scope',
   tokenIdClaim: 'jti',
+  auditRetentionDays: 30,
   logLevel: 'info',
 });
 
@@ -235,6 +245,12 @@ function validatePlainPort(value: unknown, port: number, trustedProxies: readonl
   return plainPort;
 }
 
+// Kept as the text the operator gave, after the loopback check, so that errors and docs show one form.
+function validateMetricsListen(value: unknown): string {
+  parseMetricsListen(value);
+  return value as string;
+}
+
 /** Checks `input` option by option, fills defaults and returns a frozen `Options`. */
 export function validateOptions(input: Record<string, unknown>): Readonly<Options> {
   const known = new Set(Object.keys(defaultOptions));
@@ -275,6 +291,7 @@ export function validateOptions(input: Record<string, unknown>): Readonly<Option
     host: requireString('host (--host)', merged.host),
     port,
     plainPort: validatePlainPort(merged.plainPort, port, trustedProxies),
+    metricsListen: merged.metricsListen === null ? null : validateMetricsListen(merged.metricsListen),
     publicUrl,
     dataDir: path.resolve(requireString('dataDir (--data-dir)', merged.dataDir)),
     databaseUrl: merged.databaseUrl === null ? null : requireServiceUrl('databaseUrl (--database-url)', merged.databaseUrl, ['postgres://', 'postgresql://']),
@@ -304,6 +321,7 @@ export function validateOptions(input: Record<string, unknown>): Readonly<Option
     webhookUrl: merged.webhookUrl === null ? null : requireWebhookUrl('webhookUrl (--webhook-url)', merged.webhookUrl),
     webhookSecretFile: merged.webhookSecretFile === null ? null : requireString('webhookSecretFile (--webhook-secret-file)', merged.webhookSecretFile),
     drainWindowMs: requireInteger('drainWindowMs (--drain-window)', merged.drainWindowMs, 0, 600_000),
+    auditRetentionDays: requireInteger('auditRetentionDays (--audit-retention-days)', merged.auditRetentionDays, 1, 3650),
     logLevel: logLevel as Options['logLevel'],
   });
 }

@@ -11,6 +11,7 @@ import { mayPublish, permissionsFromScope, type ChannelPermissions } from '../ch
 import { errorFrame, parseClientFrame, replyFrame, type ClientFrame, type MessageId } from '../channels/protocol.ts';
 import { SubscriptionSet } from '../channels/subscriptions.ts';
 import { closeCodes, type ErrorCode } from '../errors.ts';
+import type { TrafficTotals } from '../metrics/traffic.ts';
 import { checkReplacementToken } from './in-band-auth.ts';
 import type { ConnectionRegistry } from './registry.ts';
 import { bytesQueuedThisIteration, writeBatched } from './write-batch.ts';
@@ -61,6 +62,8 @@ export interface ConnectionServices {
   admitToken: (kind: 'browser' | 'device', token: VerifiedToken) => Promise<ErrorCode | VerifiedToken>;
   /** Called for every message a client publishes, after local delivery (the webhook). */
   onClientPublish?: (message: ChannelMessage) => void;
+  /** Totals of received and sent frames and bytes for the metrics; none when metrics are off. */
+  traffic?: TrafficTotals;
 }
 
 /** Channel state of one connection, alive from the welcome frame to the close. */
@@ -139,6 +142,10 @@ export function serveConnection(connection: Connection, services: ConnectionServ
 
 function receive(state: ConnectionState, data: RawData, isBinary: boolean): void {
   const { connection, services } = state;
+  if (services.traffic) {
+    services.traffic.messagesReceived += 1;
+    services.traffic.bytesReceived += rawDataBytes(data);
+  }
   // Once a close has started (here, or by the registry for expiry or revocation), a peer that
   // ignores the close frame must not go on publishing or subscribing until `ws` times it out.
   if (state.closed || connection.socket.readyState !== WebSocket.OPEN) {
@@ -284,6 +291,11 @@ function send(state: ConnectionState, frame: string | BroadcastFrame): void {
     return;
   }
 
+  if (services.traffic) {
+    services.traffic.messagesSent += 1;
+    services.traffic.bytesSent += typeof frame === 'string' ? Buffer.byteLength(frame) : frame.payload.length;
+  }
+
   if (typeof frame === 'string') {
     connection.socket.send(frame);
     return;
@@ -297,6 +309,14 @@ function send(state: ConnectionState, frame: string | BroadcastFrame): void {
   }
   // ws sends a Buffer as a binary frame by default, but message frames are JSON text.
   connection.socket.send(frame.payload, { binary: false });
+}
+
+// ws hands text frames over as one Buffer unless binaryType is changed, which Portcullis does not do.
+function rawDataBytes(data: RawData): number {
+  if (Array.isArray(data)) {
+    return data.reduce((total, part) => total + part.length, 0);
+  }
+  return data.byteLength;
 }
 
 /** Stops delivery at once and starts the closing handshake. */

@@ -182,6 +182,15 @@ export class ConnectionRegistry {
     return this.closeAll(this.byTokenId.get(jti), reason);
   }
 
+  /** Counts the live connections by kind, for the metrics scrape. */
+  countByKind(): { browser: number; device: number } {
+    const counts = { browser: 0, device: 0 };
+    for (const connection of this.connections.values()) {
+      counts[connection.kind] += 1;
+    }
+    return counts;
+  }
+
   /** Lists live connections for operators. */
   summaries(): ConnectionSummary[] {
     return [...this.connections.values()].map((connection) => ({

@@ -95,6 +95,12 @@ export function createUpgradeHandler(init: UpgradeHandlerInit) {
   // through: a subprotocol offered twice, or a key, version or subprotocol next to a no-break space,
   // which the guard's `trim` removes and ws keeps. With this listener the client gets the JSON error.
   websocketServer.on('wsClientError', (_error, socket, request) => reject(request, socket, { code: 'bad_handshake' }));
+  // performance.now() at the `upgrade` event, for `duration_ms` on the accepted or rejected line.
+  const startTimes = new WeakMap<IncomingMessage, number>();
+  const elapsedMs = (request: IncomingMessage) => {
+    const started = startTimes.get(request);
+    return started === undefined ? undefined : performance.now() - started;
+  };
 
   async function handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     socket.on('error', (error) => init.logger.debug({ event: 'handshake.socket_error', err: error }, 'socket error during handshake'));
@@ -263,6 +269,7 @@ export function createUpgradeHandler(init: UpgradeHandlerInit) {
       sub: connection.token.sub,
       client_id: connection.token.clientId,
       ip: connection.peerAddress,
+      duration_ms: elapsedMs(request),
     }, 'handshake accepted');
     heartbeat.track(connection.id, websocket);
     try {
@@ -286,6 +293,7 @@ export function createUpgradeHandler(init: UpgradeHandlerInit) {
       origin: truncate(headerValues(request, 'origin')[0]),
       client_id: truncate(headerValues(request, 'x-client-id')[0]),
       ip: request.socket.remoteAddress,
+      duration_ms: elapsedMs(request),
     }, 'handshake rejected');
     rejectUpgrade(socket, code, retryAfterSeconds === undefined ? {} : { 'Retry-After': String(retryAfterSeconds) });
   }
@@ -293,6 +301,7 @@ export function createUpgradeHandler(init: UpgradeHandlerInit) {
   return {
     websocketServer,
     listener(request: IncomingMessage, socket: Duplex, head: Buffer): void {
+      startTimes.set(request, performance.now());
       handleUpgrade(request, socket, head).catch((error: unknown) => {
         init.logger.error({ event: 'handshake.failed', err: error }, 'handshake failed with an internal error');
         rejectUpgrade(socket, 'server_error');

@@ -131,5 +131,19 @@ export function createMigrations(dialect: DialectName): Record<string, Migration
         await db.schema.createIndex('devices_owner').on('devices').column('owner').execute();
       },
     },
+    '2026-12-05-001-audit-events': {
+      async up(db: Kysely<any>) {
+        // Security events kept for the retention period; `time` is epoch milliseconds.
+        await db.schema.createTable('audit_events')
+          .addColumn('id', types.int64, types.generatedKey)
+          .addColumn('time', types.int64, (column) => column.notNull())
+          .addColumn('event', 'text', (column) => column.notNull())
+          .addColumn('level', 'integer', (column) => column.notNull())
+          .addColumn('fields', 'text', (column) => column.notNull())
+          .execute();
+        await db.schema.createIndex('audit_events_time').on('audit_events').column('time').execute();
+        await db.schema.createIndex('audit_events_event_time').on('audit_events').columns(['event', 'time']).execute();
+      },
+    },
   };
 }

@@ -86,6 +86,19 @@ export interface RevokedTokenTable {
   expires_at: number;
 }
 
+/** One stored security event of the audit trail. */
+export interface AuditEventTable {
+  id: Generated<number>;
+  /** Epoch milliseconds of the event. */
+  time: number;
+  /** Stable event name, such as `login.failed`. */
+  event: string;
+  /** pino level number: 30 info, 40 warn, 50 error. */
+  level: number;
+  /** JSON object with the event's allow-listed fields only. */
+  fields: string;
+}
+
 /** Every table of the Portcullis database, for kysely. */
 export interface Database {
   oidc_payloads: OidcPayloadTable;
@@ -97,4 +110,5 @@ export interface Database {
   browser_sessions: BrowserSessionTable;
   revocation_events: RevocationEventTable;
   revoked_tokens: RevokedTokenTable;
+  audit_events: AuditEventTable;
 }

@@ -53,7 +53,11 @@ export function readPublishRequest(body: unknown): PublishRequest {
   return { channel, data };
 }
 
-function bearerToken(request: FastifyRequest): string | null {
+/**
+ * Returns the token of the request's `Authorization: Bearer` header, or null without the header.
+ * Throws `ambiguous_credentials` for repeated headers and `token_invalid` for a malformed one.
+ */
+export function bearerToken(request: FastifyRequest): string | null {
   // Node keeps only the first of repeated Authorization headers, so they are counted in the raw list,
   // as the handshake does.
   const headers = request.raw.rawHeaders.filter((_value, index, raw) => index % 2 === 0 && raw[index].toLowerCase() === 'authorization');
@@ -131,8 +135,8 @@ function codeOfBodyError(error: FastifyError): ErrorCode | undefined {
   return status >= 400 && status < 500 ? 'invalid_request' : undefined;
 }
 
-// RFC 6750 section 3: the challenge names the problem with the bearer token.
-function challengeFor(code: ErrorCode): string | undefined {
+/** Returns the `WWW-Authenticate` value for a rejected bearer token (RFC 6750 section 3), if the code has one. */
+export function challengeFor(code: ErrorCode): string | undefined {
   if (code === 'token_missing') {
     return 'Bearer';
   }

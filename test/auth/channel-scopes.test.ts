@@ -50,8 +50,14 @@ test('backend scopes come from --scope', async () => {
   assert.equal(scopeOf(await deviceToken(server, backend)), 'publish:devices/*/commands subscribe:devices/#');
 });
 
+test('admin:metrics scope from --scope', async () => {
+  const scraper = await addDevice(server, 'scoped-scraper', ['--scope', 'admin:metrics', '--scope', 'subscribe:devices/#']);
+  assert.equal(scopeOf(await deviceToken(server, scraper)), 'admin:metrics subscribe:devices/#');
+  assert.equal(scopeOf(await deviceToken(server, scraper, 'admin:metrics')), 'admin:metrics');
+});
+
 test('invalid --scope values exit 2', async () => {
-  for (const scope of ['read:devices/#', 'publish:Devices/x', 'subscribe:devices/#/x', 'publish:a/b/c/d/e/f/g/h/i', 'publish:devices/{client_id}-x/#', 'subscribe:{client_id}{sub}/#']) {
+  for (const scope of ['admin:other', 'admin:metrics/x', 'read:devices/#', 'publish:Devices/x', 'subscribe:devices/#/x', 'publish:a/b/c/d/e/f/g/h/i', 'publish:devices/{client_id}-x/#', 'subscribe:{client_id}{sub}/#']) {
     const result = await runCli(server.dataDir, ['devices', 'add', 'scoped-invalid', '--scope', scope]);
     assert.equal(result.code, 2, `${scope}: ${result.stderr}`);
     assert.match(result.stderr, /--scope/);

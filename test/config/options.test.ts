@@ -40,6 +40,7 @@ describe('validateOptions', () => {
     assert.equal(options.maxHeaderBytes, 16 * 1024);
     assert.equal(options.maxPayloadBytes, 64 * 1024);
     assert.equal(options.clockLeewaySeconds, 30);
+    assert.equal(options.auditRetentionDays, 30);
   });
 
   test('limit defaults match the documented values', () => {
@@ -144,6 +145,8 @@ describe('validateOptions', () => {
     ['public URL over http', { publicUrl: 'http://localhost:8443' }, /publicUrl \(--public-url\) must use https/],
     ['Redis key prefix with a space', { redisKeyPrefix: 'my app:' }, /redisKeyPrefix \(--redis-key-prefix\) must be 1 to 64/],
     ['Redis key prefix with a wildcard', { redisKeyPrefix: 'app*' }, /redisKeyPrefix \(--redis-key-prefix\)/],
+    ['audit retention of 0 days', { auditRetentionDays: 0 }, /auditRetentionDays \(--audit-retention-days\)/],
+    ['audit retention above 3650 days', { auditRetentionDays: 3651 }, /auditRetentionDays \(--audit-retention-days\)/],
   ];
   for (const [name, input, pattern] of badValues) {
     test(name, () => {
@@ -219,6 +222,7 @@ describe('resolveOptions', () => {
     ['webhookUrl', 'https://hooks.example.com/in', 'https://hooks.example.com/in'],
     ['webhookSecretFile', '/etc/portcullis/webhook-secret', '/etc/portcullis/webhook-secret'],
     ['redisKeyPrefix', 'eu-1:{gateway}:', 'eu-1:{gateway}:'],
+    ['auditRetentionDays', '90', 90],
   ];
   for (const [option, text, expected] of limitInputs) {
     test(`${option} comes from its flag and variable`, () => {
