@@ -61,6 +61,7 @@ import { registerHealthRoutes } from './web/health-routes.ts';
 import { registerPublishRoute } from './web/publish-route.ts';
 import { registerSessionRoutes } from './web/session-routes.ts';
 import { registerStaticRoutes } from './web/static-routes.ts';
+import { registerAdminRoutes } from './admin/routes.ts';
 
 /** A started Portcullis server. */
 export interface RunningServer {
@@ -416,6 +417,10 @@ async function configureRoutes(app: FastifyInstance, context: WebContext, role: 
     await registerStaticRoutes(app);
     registerSessionRoutes(app, context);
     registerInteractionRoutes(app, context);
+  }
+  // The console needs both the browser login and this process's live connections.
+  if (role.servesAuth && role.servesGateway) {
+    registerAdminRoutes(app, context);
   }
   if (role.servesGateway) {
     registerPublishRoute(app, context);

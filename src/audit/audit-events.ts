@@ -19,15 +19,21 @@ export const auditedFields: Readonly<Record<string, readonly string[]>> = Object
   'handshake.rejected': ['code', 'origin', 'client_id', 'ip', 'path'],
   'connection.expired': ['connection_id', 'sub', 'client_id'],
   'connection.revoked': ['connection_id', 'sub', 'client_id', 'reason'],
+  // Actions taken in the admin console; `admin` is the username of the admin who acted.
+  'admin.session_revoked': ['admin', 'connection_id', 'grant_id'],
+  'admin.device_disabled': ['admin', 'client_id'],
+  'admin.user_disabled': ['admin', 'username'],
 
   // Written by the management commands that change security state.
   'device.added': ['client_id', 'auth_method', 'owner', 'scope', 'actor'],
   'device.removed': ['client_id', 'actor'],
   'device_code.approved': ['client_id', 'username', 'grant_id', 'actor'],
-  'user.added': ['username', 'actor'],
+  'user.added': ['username', 'admin', 'actor'],
   'user.password_changed': ['username', 'revoked_grants', 'actor'],
   'user.disabled': ['username', 'actor'],
   'user.enabled': ['username', 'actor'],
+  'user.admin_granted': ['username', 'actor'],
+  'user.admin_withdrawn': ['username', 'revoked_grants', 'actor'],
   'key.rotated': ['kid', 'actor'],
 });
 

@@ -1,6 +1,8 @@
+import { adminRootSegment, adminStatsScope } from '../channels/admin-channels.ts';
 import { parseChannelFilter } from '../channels/names.ts';
 import { isChannelScope } from '../channels/permissions.ts';
 import type { Store } from '../store/database.ts';
+import { isActiveAdmin } from '../store/users.ts';
 import type { DeviceTable } from '../store/schema.ts';
 
 /** Scopes a device gets when it is registered without `--scope`. */
@@ -43,6 +45,10 @@ export function channelScopeProblem(scope: string): string | null {
   }
 
   const segments = scope.slice(scope.indexOf(':') + 1).split('/');
+  // Gateways ignore `admin/` scopes in device tokens, so registering one would grant nothing.
+  if (segments[0] === adminRootSegment) {
+    return `"${scope}" names the ${adminRootSegment}/ channels, which only the browser sessions of admin users may use`;
+  }
   // Inside a segment, as in `{client_id}-x`, device `a` would reach the channels of device `a-x`.
   if (segments.some((segment) => /\{(client_id|sub)\}/.test(segment) && !placeholderSegments.has(segment))) {
     return `"${scope}" uses {client_id} or {sub} inside a segment; a placeholder must be a whole segment, as in devices/{client_id}/#`;
@@ -62,13 +68,14 @@ export function registeredDeviceScopes(device: Pick<DeviceTable, 'scopes'>): str
 }
 
 /**
- * Returns the scopes a user's browser session may hold now: the defaults plus one per owned device.
- * A refresh filters the session's token by this list, so a device given away leaves the old owner's
- * next token.
+ * Returns the scopes a user's browser session may hold now: the defaults, one per owned device,
+ * and `subscribe:admin/stats` for an enabled admin. A refresh filters the session's token by this
+ * list, so a device given away or a withdrawn admin role leaves the user's next token.
  */
 // NOTE: one scope per owned device ends up in the session cookie, which browsers drop above about
 // 4 KB, so roughly 80 owned devices per user is the ceiling (an estimate from the token's size).
 export async function currentUserScopes(store: Store, username: string): Promise<string[]> {
   const owned = await store.selectFrom('devices').select('client_id').where('owner', '=', username).orderBy('client_id').execute();
-  return [...defaultUserScopes, ...owned.map((device) => ownedDeviceScope(device.client_id))];
+  const admin = await isActiveAdmin(store, username) ? [adminStatsScope] : [];
+  return [...defaultUserScopes, ...owned.map((device) => ownedDeviceScope(device.client_id)), ...admin];
 }

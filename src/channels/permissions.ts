@@ -1,3 +1,4 @@
+import { adminRootSegment, isAdminChannel } from './admin-channels.ts';
 import { filterCovers, isChannelSegment, parseChannelFilter } from './names.ts';
 
 /** Channel actions a token allows, read from its `scope` claim. */
@@ -12,6 +13,11 @@ export interface ChannelPermissions {
 export interface ScopeIdentity {
   clientId: string;
   sub: string;
+  /**
+   * True for a browser session token of the built-in auth server, the only tokens whose `admin/`
+   * scopes count. The auth server puts such scopes only into the sessions of admin users.
+   */
+  adminSession?: boolean;
 }
 
 /** Prefix of a scope value that grants subscriptions. */
@@ -70,21 +76,41 @@ export function permissionsFromScope(scope: string, identity: ScopeIdentity): Ch
 
     const pattern = substitute(value.slice(value.indexOf(':') + 1), identity);
     const segments = pattern === null ? null : parseChannelFilter(pattern);
-    if (segments) {
-      target.push(segments);
+    if (!segments || (isAdminChannel(segments) && identity.adminSession !== true)) {
+      continue;
     }
+    target.push(segments);
   }
   return { subscribe, publish };
 }
 
+/**
+ * Returns the patterns that may cover `target`. An `admin/` channel or filter is covered only by a
+ * pattern that names `admin` itself, so a wide scope such as `subscribe:#` does not reach it.
+ */
+function patternsFor(patterns: readonly (readonly string[])[], target: readonly string[]): readonly (readonly string[])[] {
+  return isAdminChannel(target) ? patterns.filter(isAdminChannel) : patterns;
+}
+
 /** True when the permissions allow subscribing to `filter` (already parsed). */
 export function maySubscribe(permissions: ChannelPermissions, filter: readonly string[]): boolean {
-  return permissions.subscribe.some((pattern) => filterCovers(pattern, filter));
+  return patternsFor(permissions.subscribe, filter).some((pattern) => filterCovers(pattern, filter));
 }
 
 /** True when the permissions allow publishing to the concrete channel `channel` (already parsed). */
 export function mayPublish(permissions: ChannelPermissions, channel: readonly string[]): boolean {
-  return permissions.publish.some((pattern) => filterCovers(pattern, channel));
+  return patternsFor(permissions.publish, channel).some((pattern) => filterCovers(pattern, channel));
+}
+
+/**
+ * Tells whether a message on `channel` may reach a subscriber with these permissions. A filter
+ * that starts with a wildcard, such as `#`, matches `admin/` channels in the broker, so delivery
+ * checks again that the subscriber has an `admin/` scope.
+ */
+export function mayReceive(permissions: ChannelPermissions, channel: string): boolean {
+  // Runs once per subscriber and message on the fan-out path, so the common case allocates nothing.
+  const inAdminNamespace = channel.startsWith(adminRootSegment) && (channel.length === adminRootSegment.length || channel[adminRootSegment.length] === '/');
+  return !inAdminNamespace || permissions.subscribe.some(isAdminChannel);
 }
 
 /** True when the permissions allow any publish at all; the backend publish API requires one. */

@@ -2,19 +2,20 @@ import { hashPassword, validatePasswordPolicy } from '../auth/passwords.ts';
 import { parseOptionArgs, resolveOptions } from '../config/load.ts';
 import { recordCommandEvent } from '../audit/command-audit.ts';
 import { announceThroughAdminSocket } from '../gateway/admin-socket.ts';
-import { epochSeconds, openStore } from '../store/database.ts';
+import { epochSeconds, openStore, type Store } from '../store/database.ts';
 import { revokeGrantsOfUser } from '../store/user-grants.ts';
 import { findDevice } from '../store/devices.ts';
-import { findUser, insertUser, listUsers, setUserDisabled, setUserPassword, usernamePattern } from '../store/users.ts';
+import { findUser, insertUser, listUsers, setUserAdmin, setUserDisabled, setUserPassword, usernamePattern } from '../store/users.ts';
 import { CommandError, isoTime, printJson, printLine } from './output.ts';
 import { promptPassword, readPasswordFromStdin } from './password-input.ts';
 
 /** Usage of `portcullis users`. */
-export const usersUsage = `portcullis users add <username> [--password-stdin]
+export const usersUsage = `portcullis users add <username> [--password-stdin] [--admin]
 portcullis users passwd <username> [--password-stdin]
 portcullis users list [--json]
 portcullis users disable <username>
-portcullis users enable <username>`;
+portcullis users enable <username>
+portcullis users admin <username> --on|--off`;
 
 async function readNewPassword(fromStdin: boolean): Promise<string> {
   const password = fromStdin ? await readPasswordFromStdin() : await promptPassword();
@@ -25,9 +26,41 @@ async function readNewPassword(fromStdin: boolean): Promise<string> {
   return password;
 }
 
+/**
+ * Grants (`--on`) or withdraws (`--off`) the admin role. Servers read the role on every admin
+ * request, so a withdrawal takes effect at the next request without a restart, and it also ends
+ * the user's sessions.
+ */
+async function changeAdminRole(store: Store, username: string, values: { on?: boolean; off?: boolean }): Promise<void> {
+  if (values.on === values.off) {
+    throw new CommandError('invalid_flag', `Give exactly one of --on or --off.\n${usersUsage}`, 2);
+  }
+
+  const admin = values.on === true;
+  if (!await setUserAdmin(store, username, admin)) {
+    throw new CommandError('user_not_found', `User "${username}" does not exist.`);
+  }
+  if (admin) {
+    await recordCommandEvent(store, 'user.admin_granted', { username });
+    printLine(`Granted the admin role to ${username}.`);
+    return;
+  }
+
+  // Sessions carry the admin-only `subscribe:admin/stats` scope until their token expires, so they end now.
+  const revoked = await revokeGrantsOfUser(store, username, 'admin_withdrawn');
+  await recordCommandEvent(store, 'user.admin_withdrawn', { username, revoked_grants: revoked });
+  printLine(`Withdrew the admin role from ${username}; ended ${revoked} session(s) and device grant(s).`);
+}
+
 /** Runs `portcullis users <action>` against the database in `--data-dir`. */
 export async function runUsers(argv: string[]): Promise<void> {
-  const { values, positionals } = parseOptionArgs(argv, { 'password-stdin': { type: 'boolean' }, json: { type: 'boolean' } });
+  const { values, positionals } = parseOptionArgs(argv, {
+    'password-stdin': { type: 'boolean' },
+    json: { type: 'boolean' },
+    admin: { type: 'boolean' },
+    on: { type: 'boolean' },
+    off: { type: 'boolean' },
+  });
   const [action, username] = positionals;
   const options = resolveOptions(values, process.env);
 
@@ -46,9 +79,10 @@ export async function runUsers(argv: string[]): Promise<void> {
         if (await findDevice(store, username)) {
           throw new CommandError('name_taken', `"${username}" is a device's client id; devices and users need distinct names.`, 2);
         }
-        await insertUser(store, username, await hashPassword(await readNewPassword(values['password-stdin'] === true)));
-        await recordCommandEvent(store, 'user.added', { username });
-        printLine(`Added user ${username}.`);
+        const admin = values.admin === true;
+        await insertUser(store, username, await hashPassword(await readNewPassword(values['password-stdin'] === true)), admin);
+        await recordCommandEvent(store, 'user.added', { username, admin });
+        printLine(`Added user ${username}${admin ? ' with the admin role' : ''}.`);
         return;
       }
       case 'passwd': {
@@ -64,14 +98,17 @@ export async function runUsers(argv: string[]): Promise<void> {
       }
       case 'list': {
         const users = await listUsers(store);
-        const rows = users.map((user) => ({ username: user.username, disabled: user.disabled === 1, created_at: isoTime(user.created_at) }));
+        const rows = users.map((user) => ({ username: user.username, disabled: user.disabled === 1, admin: user.admin === 1, created_at: isoTime(user.created_at) }));
         if (values.json) {
           printJson(rows);
           return;
         }
-        rows.forEach((row) => printLine(`${row.username}\t${row.disabled ? 'disabled' : 'enabled'}\t${row.created_at}`));
+        rows.forEach((row) => printLine(`${row.username}\t${row.disabled ? 'disabled' : 'enabled'}\t${row.admin ? 'admin' : 'user'}\t${row.created_at}`));
         return;
       }
+      case 'admin':
+        await changeAdminRole(store, username, values);
+        return;
       case 'disable':
       case 'enable': {
         // The event commits with the flag and makes every running server close the user's live

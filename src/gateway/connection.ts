@@ -7,11 +7,12 @@ import { BroadcastFrame } from '../channels/broadcast-frame.ts';
 import type { ChannelBroker, ChannelMessage } from '../channels/broker.ts';
 import { MessageRateLimiter } from '../channels/message-rate.ts';
 import { parseChannelName } from '../channels/names.ts';
-import { mayPublish, permissionsFromScope, type ChannelPermissions } from '../channels/permissions.ts';
+import { mayPublish, mayReceive, permissionsFromScope, type ChannelPermissions } from '../channels/permissions.ts';
 import { errorFrame, parseClientFrame, replyFrame, type ClientFrame, type MessageId } from '../channels/protocol.ts';
 import { SubscriptionSet } from '../channels/subscriptions.ts';
 import { closeCodes, type ErrorCode } from '../errors.ts';
 import type { TrafficTotals } from '../metrics/traffic.ts';
+import { gatewayClientId } from '../auth/provider.ts';
 import { checkReplacementToken } from './in-band-auth.ts';
 import type { ConnectionRegistry } from './registry.ts';
 import { bytesQueuedThisIteration, writeBatched } from './write-batch.ts';
@@ -83,10 +84,18 @@ const permissionsByToken = new WeakMap<VerifiedToken, ChannelPermissions>();
 function permissionsOf(token: VerifiedToken): ChannelPermissions {
   let permissions = permissionsByToken.get(token);
   if (!permissions) {
-    permissions = permissionsFromScope(token.scope, { clientId: token.clientId, sub: token.sub });
+    // Only a browser session of the built-in auth server, which adds `admin/` scopes for admins only, may use them.
+    const adminSession = token.clientId === gatewayClientId && token.grantId !== null;
+    permissions = permissionsFromScope(token.scope, { clientId: token.clientId, sub: token.sub, adminSession });
     permissionsByToken.set(token, permissions);
   }
   return permissions;
+}
+
+function deliverPermitted(state: ConnectionState, frame: BroadcastFrame, message: ChannelMessage): void {
+  if (mayReceive(state.permissions, message.channel)) {
+    send(state, frame);
+  }
 }
 
 /**
@@ -103,7 +112,7 @@ export function serveConnection(connection: Connection, services: ConnectionServ
     rate: new MessageRateLimiter(services.messageRatePerSecond),
     closed: false,
   };
-  state.subscriptions = new SubscriptionSet(services.broker, { deliver: (frame) => send(state, frame) }, services.maxSubscriptions);
+  state.subscriptions = new SubscriptionSet(services.broker, { deliver: (frame, message) => deliverPermitted(state, frame, message) }, services.maxSubscriptions);
 
   connection.applyToken = (fresh) => applyToken(state, fresh, null);
   connection.withdrawDevice = (clientId) => withdrawDevice(state, clientId);

@@ -145,5 +145,11 @@ export function createMigrations(dialect: DialectName): Record<string, Migration
         await db.schema.createIndex('audit_events_event_time').on('audit_events').columns(['event', 'time']).execute();
       },
     },
+    '2026-12-05-002-user-admin-role': {
+      async up(db: Kysely<any>) {
+        // 1 lets the user open the admin console; existing users start without the role.
+        await db.schema.alterTable('users').addColumn('admin', 'integer', (column) => column.notNull().defaultTo(0)).execute();
+      },
+    },
   };
 }

@@ -18,6 +18,8 @@ export interface UserTable {
   username: string;
   password_hash: string;
   disabled: number;
+  /** 1 when the user may use the admin console and its API, else 0. */
+  admin: Generated<number>;
   created_at: number;
 }
 

@@ -129,7 +129,7 @@ export function registerSessionRoutes(app: FastifyInstance, context: WebContext)
 }
 
 /** Returns the verified, unrevoked session token of the request, or null. */
-async function currentSession(context: WebContext, request: FastifyRequest): Promise<VerifiedToken | null> {
+export async function currentSession(context: WebContext, request: FastifyRequest): Promise<VerifiedToken | null> {
   const token = readCookie(request.headers.cookie, sessionCookieName);
   if (!token) {
     return null;
