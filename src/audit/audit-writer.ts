@@ -17,7 +17,12 @@ export interface AuditWriterOptions {
   batchSize?: number;
   /** Events kept in memory while the database is slow or down; later ones are dropped. Default 10000. */
   maxQueued?: number;
+  /** Rejected handshakes stored per minute; later ones in the same minute are only counted. Default 600. */
+  maxRejectionsPerMinute?: number;
 }
+
+/** Rejections by the handshake limits, which come in floods and which metrics count. */
+const floodCodes: ReadonlySet<string> = new Set(['rate_limited', 'server_busy', 'too_many_connections']);
 
 /**
  * Stores the security events a logger logs in `audit_events`. Events are queued and written in
@@ -34,13 +39,20 @@ export class AuditWriter {
   readonly #unsubscribe: () => void;
   readonly #dropWarning: ThrottledWarning;
   readonly #failureWarning: ThrottledWarning;
+  readonly #maxRejectionsPerMinute: number;
+  readonly #suppressWarning: ThrottledWarning;
   #flushing: Promise<void> | null = null;
   #dropped = 0;
+  #suppressed = 0;
+  #rejectionMinute = 0;
+  #rejectionsThisMinute = 0;
 
   constructor(options: AuditWriterOptions) {
     this.#store = options.store;
     this.#batchSize = options.batchSize ?? 100;
     this.#maxQueued = options.maxQueued ?? 10_000;
+    this.#maxRejectionsPerMinute = options.maxRejectionsPerMinute ?? 600;
+    this.#suppressWarning = new ThrottledWarning(options.logger);
     this.#dropWarning = new ThrottledWarning(options.logger);
     this.#failureWarning = new ThrottledWarning(options.logger);
     this.#unsubscribe = eventTapOf(options.logger).subscribe((event) => this.#receive(event));
@@ -57,7 +69,33 @@ export class AuditWriter {
     if (!isAuditedEvent(tapped.event) || commandOnlyEvents.has(tapped.event)) {
       return;
     }
+    if (tapped.event === 'handshake.rejected' && !this.#admitRejection(tapped)) {
+      return;
+    }
     this.#enqueue({ time: tapped.time, event: tapped.event, level: tapped.level, fields: pickAuditedFields(tapped.event, tapped.fields) });
+  }
+
+  // A client can send rejected handshakes as fast as the network allows. Refusals by the limits
+  // themselves are not stored (metrics count them), and the rest are capped per minute, so a flood
+  // can neither fill the table nor slow the console's queries without bound.
+  #admitRejection(tapped: TappedEvent): boolean {
+    if (floodCodes.has(String(tapped.fields.code))) {
+      return false;
+    }
+
+    const minute = Math.floor(tapped.time / 60_000);
+    if (minute !== this.#rejectionMinute) {
+      this.#rejectionMinute = minute;
+      this.#rejectionsThisMinute = 0;
+    }
+    this.#rejectionsThisMinute += 1;
+    if (this.#rejectionsThisMinute <= this.#maxRejectionsPerMinute) {
+      return true;
+    }
+
+    this.#suppressed += 1;
+    this.#suppressWarning.warn({ event: 'audit.rejections_suppressed', suppressed_total: this.#suppressed, max_per_minute: this.#maxRejectionsPerMinute }, 'more rejected handshakes than the audit trail stores per minute; the rest are counted only in metrics');
+    return false;
   }
 
   #enqueue(record: AuditRecord): void {

@@ -52,7 +52,12 @@ function parseEvents(names: string[]): string[] {
 // and escaped, and no control character reaches the operator's terminal.
 function formatValue(value: string | number | boolean): string {
   const text = String(value);
-  return /^[\w.:/@+-]+$/.test(text) ? text : JSON.stringify(text);
+  if (/^[\w.:/@+-]+$/.test(text)) {
+    return text;
+  }
+  // JSON.stringify leaves C1 controls (such as CSI, U+009B) and bidi overrides as they are, and a
+  // terminal would act on them; client-supplied values must not.
+  return JSON.stringify(text).replace(/[\p{Cc}\p{Cf}\u2028\u2029]/gu, (character) => `\\u${character.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 function formatRow(record: StoredAuditRecord): string {

@@ -65,7 +65,7 @@ export async function runUsers(argv: string[]): Promise<void> {
   const options = resolveOptions(values, process.env);
 
   if (action !== 'list' && (!username || !usernamePattern.test(username))) {
-    throw new CommandError('invalid_username', `Give a username of 1 to 64 letters, digits, ".", "_", "-" or "@".\n${usersUsage}`, 2);
+    throw new CommandError('invalid_username', `Give a username of 1 to 64 letters, digits, ".", "_", "-" or "@", not dots alone.\n${usersUsage}`, 2);
   }
 
   const store = await openStore(options);

@@ -24,7 +24,12 @@ function sendError(response: ServerResponse, code: ErrorCode, status: number): v
   response.end(JSON.stringify(errorBody(code)));
 }
 
-async function serveScrape(registry: Registry, request: IncomingMessage, response: ServerResponse, logger: Logger): Promise<void> {
+async function serveScrape(registry: Registry, allowedHosts: ReadonlySet<string>, request: IncomingMessage, response: ServerResponse, logger: Logger): Promise<void> {
+  // A page in a browser on this host could otherwise read the metrics through DNS rebinding.
+  if (!allowedHosts.has((request.headers.host ?? '').toLowerCase())) {
+    sendError(response, 'invalid_request', 400);
+    return;
+  }
   if (pathWithoutQuery(request.url) !== metricsPath) {
     sendError(response, 'not_found', 404);
     return;
@@ -50,8 +55,10 @@ async function serveScrape(registry: Registry, request: IncomingMessage, respons
  * no token. `address` must be a loopback address, which `parseMetricsListen` checks.
  */
 export async function startMetricsListener(address: ListenAddress, registry: Registry, logger: Logger): Promise<MetricsListener> {
+  // `Host` values that name this listener, filled in once the port is known.
+  const allowedHosts = new Set<string>();
   const server = http.createServer({ requestTimeout: requestTimeoutMs, headersTimeout: requestTimeoutMs }, (request, response) => {
-    serveScrape(registry, request, response, logger).catch((error: unknown) => {
+    serveScrape(registry, allowedHosts, request, response, logger).catch((error: unknown) => {
       logger.error({ event: 'metrics.scrape_failed', err: error }, 'serving a metrics request failed');
       response.destroy();
     });
@@ -67,6 +74,9 @@ export async function startMetricsListener(address: ListenAddress, registry: Reg
 
   const { port } = server.address() as AddressInfo;
   const host = address.host.includes(':') ? `[${address.host}]` : address.host;
+  for (const name of [host, 'localhost']) {
+    allowedHosts.add(`${name}:${port}`.toLowerCase());
+  }
   logger.info({ event: 'metrics.listening', listen: `http://${host}:${port}` }, 'metrics listener started');
   return {
     url: `http://${host}:${port}`,

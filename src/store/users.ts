@@ -4,8 +4,11 @@ import { epochSeconds, type Store } from './database.ts';
 import { recordRevocationIn, type Revocation } from './revocation-events.ts';
 import type { UserTable } from './schema.ts';
 
-/** Usernames: 1 to 64 characters of letters, digits, `.`, `_`, `-` and `@`, compared as stored. */
-export const usernamePattern = /^[A-Za-z0-9._@-]{1,64}$/;
+/**
+ * Usernames: 1 to 64 characters of letters, digits, `.`, `_`, `-` and `@`, compared as stored, and
+ * not dots alone, which would read as a relative path segment in `/admin/api/users/<name>`.
+ */
+export const usernamePattern = /^(?!\.+$)[A-Za-z0-9._@-]{1,64}$/;
 
 /** A user row as read from the database. */
 export type User = Selectable<UserTable>;

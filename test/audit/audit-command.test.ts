@@ -56,7 +56,7 @@ for (const backend of storeBackends) {
         await insertAuditEvents(store, [
           { time: nowMs - 3 * hourMs, event: 'login.failed', level: 40, fields: { username: 'old', ip: '127.0.0.1' } },
           { time: nowMs - 10 * 60_000, event: 'login.failed', level: 40, fields: { username: 'bob', ip: '127.0.0.1' } },
-          { time: nowMs - 5 * 60_000, event: 'handshake.rejected', level: 30, fields: { code: 'origin_not_allowed', origin: 'https://x.invalid\u001b[31m', ip: '127.0.0.1' } },
+          { time: nowMs - 5 * 60_000, event: 'handshake.rejected', level: 30, fields: { code: 'origin_not_allowed', origin: 'https://x.invalid\u001b[31m\u009b2J\u202e', ip: '127.0.0.1' } },
           { time: nowMs - 60_000, event: 'device.added', level: 30, fields: { client_id: 'sensor-1', actor: 'cli:root' } },
         ]);
       } finally {
@@ -110,7 +110,9 @@ for (const backend of storeBackends) {
       assert.equal(lines.length, 3);
       assert.match(lines[0], /\tlogin\.failed\tusername=bob ip=127\.0\.0\.1$/);
       assert.ok(!result.stdout.includes('\u001b'), 'no raw escape character reaches the terminal');
-      assert.match(lines[1], /origin="https:\/\/x\.invalid\\u001b\[31m"/);
+      assert.ok(!result.stdout.includes('\u009b'), 'no raw C1 control reaches the terminal');
+      assert.ok(!result.stdout.includes('\u202e'), 'no raw bidi override reaches the terminal');
+      assert.match(lines[1], /origin="https:\/\/x\.invalid\\u001b\[31m\\u009b2J\\u202e"/);
     });
 
     test('bad arguments exit 2', async () => {

@@ -55,6 +55,21 @@ for (const backend of storeBackends) {
       assert.equal(rows[0].level, 40);
     });
 
+    test('rejection floods are capped', async () => {
+      writer = new AuditWriter({ store: opened.store, logger, flushIntervalMs: neverMs, maxRejectionsPerMinute: 3 });
+      for (let index = 0; index < 2; index += 1) {
+        logger.info({ event: 'handshake.rejected', code: 'rate_limited', ip: '127.0.0.1' }, 'handshake rejected');
+      }
+      for (let index = 0; index < 5; index += 1) {
+        logger.info({ event: 'handshake.rejected', code: 'token_invalid', ip: '127.0.0.1' }, 'handshake rejected');
+      }
+      await writer.flush();
+
+      const rows = await storedRows();
+      assert.deepEqual(rows.map((row) => row.fields.code), ['token_invalid', 'token_invalid', 'token_invalid'], 'a rejection flood filled the audit table');
+      assert.ok(lines.some((line) => JSON.parse(line).event === 'audit.rejections_suppressed'), 'the suppressed rejections were not reported');
+    });
+
     test('long values are cut', async () => {
       writer = new AuditWriter({ store: opened.store, logger, flushIntervalMs: neverMs });
       logger.info({ event: 'handshake.rejected', code: 'origin_not_allowed', origin: `https://${'a'.repeat(500)}.invalid` }, 'handshake rejected');

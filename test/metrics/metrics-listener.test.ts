@@ -1,6 +1,7 @@
 // The token-free metrics listener of --metrics-listen: it serves only GET /metrics, only on a
 // loopback address, and closes with the server.
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { after, before, describe, test } from 'node:test';
 
 import { resolveOptions } from '../../src/config/load.ts';
@@ -49,6 +50,20 @@ describe('metrics listener', () => {
     assert.equal(response.status, 405);
     assert.equal(response.headers.get('allow'), 'GET, HEAD');
     assert.equal((await response.json() as { error: string }).error, 'method_not_allowed');
+  });
+
+  test('foreign Host is refused', async () => {
+    // A page that reached this listener through DNS rebinding sends its own host name.
+    const { port } = new URL(metricsUrl);
+    const status = await new Promise<number>((resolve, reject) => {
+      const request = http.get({ host: '127.0.0.1', port, path: '/metrics', headers: { host: `attacker.example:${port}` } }, (response) => {
+        response.resume();
+        resolve(response.statusCode ?? 0);
+      });
+      request.once('error', reject);
+    });
+
+    assert.equal(status, 400);
   });
 
   test('HTTPS listener still needs a token', async () => {
