@@ -27,8 +27,9 @@ const floodCodes: ReadonlySet<string> = new Set(['rate_limited', 'server_busy', 
 /**
  * Stores the security events a logger logs in `audit_events`. Events are queued and written in
  * batches, so that a flood of rejected handshakes costs one INSERT per 100 events rather than one
- * each. The queue is bounded: while the database is down or slow, events past the bound are dropped
- * and counted in a warning, and the request path never waits for the database.
+ * each. The queue is bounded (`maxQueued`): while the database is down or slow, events past the bound
+ * are dropped and counted in a warning. Logging an event only appends to the queue, so the request
+ * path does not wait for the database.
  */
 export class AuditWriter {
   readonly #store: Store;

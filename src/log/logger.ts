@@ -110,7 +110,7 @@ function tapEvents(tap: EventTap) {
   };
 }
 
-// Writes only the lines at `minimum` or above; the logger itself runs at info so the tap sees events.
+// Writes only the lines at `minimum` or above. The logger itself runs at info, so info events still reach the tap.
 function dropBelow(target: DestinationStream, minimum: number): DestinationStream {
   const flushable = target as DestinationStream & { flush?: (callback: (error?: Error) => void) => void };
   return {

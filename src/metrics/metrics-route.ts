@@ -2,12 +2,9 @@ import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify';
 import type { Registry } from 'prom-client';
 
 import { metricsScope } from '../auth/channel-scopes.ts';
-import { gatewayClientId } from '../auth/provider.ts';
 import { errorBody, PortcullisError, unavailableRetryAfterSeconds } from '../errors.ts';
-import { findRevocation } from '../gateway/guard/revocation.ts';
-import { urlCarriesCredentials } from '../gateway/guard/token-in-url.ts';
 import type { WebContext } from '../web/context.ts';
-import { bearerToken, challengeFor } from '../web/publish-route.ts';
+import { challengeFor, verifyBearerCaller } from '../web/bearer-caller.ts';
 
 /** Path of the Prometheus scrape endpoint, on the HTTPS listener and on the metrics listener. */
 export const metricsPath = '/metrics';
@@ -25,26 +22,7 @@ export async function scrape(registry: Registry): Promise<{ contentType: string;
  * nowhere, but connection counts and error rates still tell an attacker how an attack goes.
  */
 async function checkScraper(context: MetricsRouteContext, request: FastifyRequest): Promise<void> {
-  // RFC 6750 section 5.3: a token in the URL ends up in logs, so it is rejected as on the other endpoints.
-  if (urlCarriesCredentials(new URL(request.url, 'https://portcullis.invalid'))) {
-    throw new PortcullisError('token_in_url');
-  }
-
-  const token = bearerToken(request);
-  if (!token) {
-    throw new PortcullisError('token_missing');
-  }
-
-  const verified = await context.verifyToken(token);
-  // A browser session token belongs behind the cookie, and no user session has admin:metrics anyway.
-  if (verified.clientId === gatewayClientId) {
-    throw new PortcullisError('token_invalid');
-  }
-
-  const revocation = await findRevocation(context.store, 'device', verified, context.revocationScope);
-  if (revocation) {
-    throw new PortcullisError(revocation);
-  }
+  const verified = await verifyBearerCaller(context, request);
   if (!verified.scope.split(' ').includes(metricsScope)) {
     throw new PortcullisError('forbidden');
   }

@@ -1,14 +1,12 @@
 import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify';
 
-import { gatewayClientId } from '../auth/provider.ts';
 import type { ChannelMessage } from '../channels/broker.ts';
 import { exceedsDataDepth } from '../channels/data.ts';
 import { parseChannelName } from '../channels/names.ts';
 import { mayPublish, mayPublishAnywhere, permissionsFromScope, type ChannelPermissions } from '../channels/permissions.ts';
 import { errorBody, PortcullisError, unavailableRetryAfterSeconds, type ErrorCode } from '../errors.ts';
-import { findRevocation } from '../gateway/guard/revocation.ts';
-import { urlCarriesCredentials } from '../gateway/guard/token-in-url.ts';
 import type { VerifiedToken } from '../gateway/token-verifier.ts';
+import { challengeFor, verifyBearerCaller } from './bearer-caller.ts';
 import type { WebContext } from './context.ts';
 
 /** Path of the backend publish API. */
@@ -53,29 +51,6 @@ export function readPublishRequest(body: unknown): PublishRequest {
   return { channel, data };
 }
 
-/**
- * Returns the token of the request's `Authorization: Bearer` header, or null without the header.
- * Throws `ambiguous_credentials` for repeated headers and `token_invalid` for a malformed one.
- */
-export function bearerToken(request: FastifyRequest): string | null {
-  // Node keeps only the first of repeated Authorization headers, so they are counted in the raw list,
-  // as the handshake does.
-  const headers = request.raw.rawHeaders.filter((_value, index, raw) => index % 2 === 0 && raw[index].toLowerCase() === 'authorization');
-  if (headers.length > 1) {
-    throw new PortcullisError('ambiguous_credentials');
-  }
-  const header = request.headers.authorization;
-  if (header === undefined) {
-    return null;
-  }
-
-  // RFC 6750 section 2.1 defines the header. A malformed one counts as a bad token, as in the handshake.
-  const match = /^Bearer +([^ ]+) *$/i.exec(header);
-  if (!match) {
-    throw new PortcullisError('token_invalid');
-  }
-  return match[1];
-}
 
 function isJsonContentType(header: string | undefined): boolean {
   return header?.split(';')[0].trim().toLowerCase() === 'application/json';
@@ -86,30 +61,10 @@ function isJsonContentType(header: string | undefined): boolean {
  * cannot make the server parse a body of up to `maxPayloadBytes`.
  */
 async function checkCaller(context: WebContext, request: FastifyRequest): Promise<void> {
-  // RFC 6750 section 5.3: a token in the URL ends up in logs and browser history. The same rule as
-  // the handshake's, so both endpoints refuse the same URLs.
-  if (urlCarriesCredentials(new URL(request.url, 'https://portcullis.invalid'))) {
-    throw new PortcullisError('token_in_url');
-  }
-
   // Only the Authorization header counts. A browser attaches the session cookie to cross-site
   // requests but sets this header only after a CORS preflight, and this path has no OPTIONS route
   // and sends no CORS headers. So the endpoint needs no CSRF token.
-  const token = bearerToken(request);
-  if (!token) {
-    throw new PortcullisError('token_missing');
-  }
-
-  const verified = await context.verifyToken(token);
-  // A browser session token belongs behind the cookie with its Origin and CSRF checks.
-  if (verified.clientId === gatewayClientId) {
-    throw new PortcullisError('token_invalid');
-  }
-
-  const revocation = await findRevocation(context.store, 'device', verified, context.revocationScope);
-  if (revocation) {
-    throw new PortcullisError(revocation);
-  }
+  const verified = await verifyBearerCaller(context, request);
 
   const permissions = permissionsFromScope(verified.scope, { clientId: verified.clientId, sub: verified.sub });
   callers.set(request, { verified, permissions });
@@ -135,19 +90,6 @@ function codeOfBodyError(error: FastifyError): ErrorCode | undefined {
   return status >= 400 && status < 500 ? 'invalid_request' : undefined;
 }
 
-/** Returns the `WWW-Authenticate` value for a rejected bearer token (RFC 6750 section 3), if the code has one. */
-export function challengeFor(code: ErrorCode): string | undefined {
-  if (code === 'token_missing') {
-    return 'Bearer';
-  }
-  if (code === 'token_invalid' || code === 'token_expired') {
-    return 'Bearer error="invalid_token"';
-  }
-  if (code === 'forbidden') {
-    return 'Bearer error="insufficient_scope"';
-  }
-  return undefined;
-}
 
 /**
  * Registers `POST /api/publish`, which lets a backend with a client-credentials access token publish

@@ -1,7 +1,7 @@
 // Cross-site WebSocket hijacking in a real browser: the victim logs in to Portcullis in Chromium, then
 // pages of another origin, served by a second loopback HTTPS server, open a WebSocket to the gateway.
-// The page sees only close code 1006, so the verdict is read on the server side: the logged rejection
-// code, no accepted handshake, and no live connection from that origin.
+// The page observes only close code 1006, so the verdict is read on the server side: the logged
+// rejection code, no accepted handshake, and no live connection from that origin.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import https from 'node:https';

@@ -308,7 +308,7 @@ describe('attack 4: requests that are not WebSocket upgrades', () => {
   const key16 = () => crypto.randomBytes(16).toString('base64');
   // Each case carries a valid device's credentials, so only the malformed part can decide.
   const cases: Array<{ name: string; method?: string; headers: Record<string, string | string[] | null>; status: number; code: ErrorCode; routedAsHttp?: boolean }> = [
-    // A plain request reaches the HTTP router, which answers every method at /ws with 426.
+    // A plain request reaches the HTTP router, which responds to every method at /ws with 426.
     { name: 'plain GET', headers: { Upgrade: null, Connection: 'close' }, status: 426, code: 'upgrade_required', routedAsHttp: true },
     { name: 'plain POST', method: 'POST', headers: { Upgrade: null, Connection: 'close' }, status: 426, code: 'upgrade_required', routedAsHttp: true },
     { name: 'Upgrade without Connection: Upgrade', headers: { Connection: 'close' }, status: 426, code: 'upgrade_required', routedAsHttp: true },

@@ -68,7 +68,7 @@ async function prepareTarget(server: TestServer): Promise<Target> {
 before(async () => {
   target = await prepareTarget(await startTestServer());
 
-  // An attacker sees the public key set that the server publishes, and nothing more.
+  // An attacker knows only the public key set that the server publishes, and nothing more.
   const jwks = await (await target.server.fetch(`${target.server.url}/oauth/jwks`)).json() as { keys: JWK[] };
   publishedJwk = jwks.keys.find((key) => key.kid === target.kid)!;
   assert.ok(publishedJwk, 'the published key set does not contain the active signing key');

@@ -118,7 +118,7 @@ async function rememberResponseSecrets(response: Response): Promise<void> {
 
 /**
  * Wraps a `fetch` so that the secrets it sends (Authorization, cookies, password and token form
- * fields) and receives (tokens in JSON answers, Set-Cookie values) are remembered.
+ * fields) and receives (tokens in JSON responses, Set-Cookie values) are remembered.
  */
 export function secretRecordingFetch(inner: typeof fetch): typeof fetch {
   if (!capturing()) {

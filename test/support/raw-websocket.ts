@@ -1,6 +1,6 @@
-// A WebSocket client written by hand for attack tests: it completes a real device handshake over TLS,
-// then writes frame bytes exactly as built, so a test controls masking, opcodes, reserved bits,
-// fragmentation and announced lengths, and reads the server's frames, close frame included.
+// A WebSocket client written by hand for attack tests. It completes a real device handshake over TLS
+// and then writes frame bytes exactly as built, so a test controls masking, opcodes, reserved bits,
+// fragmentation and announced lengths. It reads the server's frames, the close frame included.
 import crypto from 'node:crypto';
 import tls from 'node:tls';
 import zlib from 'node:zlib';

@@ -17,7 +17,7 @@ import { changedTables, snapshotStore } from './store-snapshot.ts';
 const sentinelPayload = new Uint8Array(Buffer.from('fuzz-sentinel'));
 const fixedMaskKey = new Uint8Array([1, 2, 3, 4]);
 
-/** The device identity and the tokens that `auth` frames may carry. */
+/** Returns the device identity and the tokens that `auth` frames may carry. */
 export function frameContext(target: FuzzTarget): FrameContext {
   const { device, otherDevice, removedDevice, browser, server } = target;
   return {

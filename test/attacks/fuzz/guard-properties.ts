@@ -81,7 +81,9 @@ function checkOrigin(value: string): void {
 
 function checkParsers(request: IncomingMessage, state: HandshakeState): void {
   for (const offer of state.offeredProtocols) {
-    assert.ok(offer !== '' && !offer.includes(',') && offer === offer.trim(), `parseOfferedProtocols returned ${JSON.stringify(offer)}`);
+    assert.notEqual(offer, '', 'parseOfferedProtocols returned an empty offer');
+    assert.ok(!offer.includes(','), `parseOfferedProtocols returned ${JSON.stringify(offer)}, which contains a comma`);
+    assert.equal(offer, offer.trim(), `parseOfferedProtocols returned ${JSON.stringify(offer)}, which is not trimmed`);
   }
   for (const value of sessionCookieValues(state)) {
     assert.ok((request.headers.cookie ?? '').includes(value), 'sessionCookieValues returned a value that is not in the Cookie header');

@@ -30,7 +30,7 @@ function decodeSegment(segment: string): Record<string, unknown> {
   }
 }
 
-/** A JOSE header or claim set with some of the usual fields, each valid, wrong or of the wrong type. */
+/** Generates a JOSE header or claim set with some of the usual fields, each valid, wrong or of the wrong type. */
 function claimsArbitrary(pool: TokenPool): fc.Arbitrary<Record<string, unknown>> {
   const timestamp = fc.oneof(fc.integer({ min: 0, max: 4_102_444_800 }), fc.constantFrom('1', null, -1, 1e300, Math.floor(Date.now() / 1000)));
   return fc.record({
