@@ -10,6 +10,7 @@ import { createOidcAdapter, withProviderErrors } from '../store/oidc-adapter.ts'
 import { findUser } from '../store/users.ts';
 import { currentUserScopes, isDeviceScope, registeredDeviceScopes } from './channel-scopes.ts';
 import { deviceFlowPages, renderAuthError } from './pages.ts';
+import { mtlsFeature } from './mtls.ts';
 import { revokeGrantOfMisusedRefreshToken } from './refresh-token-misuse.ts';
 
 /** Client id of the gateway's own backend-for-frontend, a confidential client of the auth server. */
@@ -93,6 +94,7 @@ function buildConfiguration(init: AuthServerInit): Configuration {
       revocation: { enabled: true, allowedPolicy: async (_ctx, client, token) => client.clientId === token.clientId },
       rpInitiatedLogout: { enabled: false },
       deviceFlow: { enabled: true, charset: 'base-20', mask: '****-****', ...deviceFlowPages },
+      mTLS: mtlsFeature(options),
       resourceIndicators: {
         enabled: true,
         defaultResource: async () => audience,

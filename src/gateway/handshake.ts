@@ -23,6 +23,8 @@ export interface HandshakeState {
   kind: 'browser' | 'device' | null;
   /** The presented access token, from the cookie or the `Authorization` header. */
   token: string | null;
+  /** Scheme of the `Authorization` header: `Bearer`, or `DPoP` for a proof-of-possession token (RFC 9449). */
+  scheme: 'bearer' | 'dpop' | null;
   /** Subprotocols offered in `Sec-WebSocket-Protocol`, in order. */
   offeredProtocols: string[];
   verified: VerifiedToken | null;

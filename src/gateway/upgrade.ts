@@ -328,6 +328,7 @@ function createState(request: IncomingMessage): HandshakeState | null {
     peerAddress: request.socket.remoteAddress ?? '',
     kind: null,
     token: null,
+    scheme: null,
     offeredProtocols: parseOfferedProtocols(request),
     verified: null,
   };

@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 
+import type { Insertable, Selectable } from 'kysely';
 import type { AdapterPayload } from 'oidc-provider';
 
 import { epochSeconds, type Store } from './database.ts';
@@ -31,18 +32,22 @@ export function clientSecretMatches(storedHash: string, presented: string): bool
   return expected.length === actual.length && crypto.timingSafeEqual(expected, actual);
 }
 
+/** A stored device row. */
+export type Device = Selectable<DeviceTable>;
+
 /** Registers a device. The caller generated the secret and keeps it; only its hash is stored. */
-export async function insertDevice(store: Store, device: Omit<DeviceTable, 'created_at' | 'scopes'> & { scopes?: string | null }): Promise<void> {
-  await store.insertInto('devices').values({ ...device, scopes: device.scopes ?? null, created_at: epochSeconds() }).execute();
+export async function insertDevice(store: Store, device: Omit<Insertable<DeviceTable>, 'created_at'>): Promise<void> {
+  const row = { ...device, scopes: device.scopes ?? null, dpop_required: device.dpop_required ?? 0, certificate: device.certificate ?? null, created_at: epochSeconds() };
+  await store.insertInto('devices').values(row).execute();
 }
 
 /** Looks up one device row by client id. */
-export async function findDevice(store: Store, clientId: string): Promise<DeviceTable | undefined> {
+export async function findDevice(store: Store, clientId: string): Promise<Device | undefined> {
   return store.selectFrom('devices').selectAll().where('client_id', '=', clientId).executeTakeFirst();
 }
 
 /** Lists all devices, oldest first. */
-export async function listDevices(store: Store): Promise<DeviceTable[]> {
+export async function listDevices(store: Store): Promise<Device[]> {
   return store.selectFrom('devices').selectAll().orderBy('created_at').orderBy('client_id').execute();
 }
 
@@ -86,11 +91,23 @@ export async function findDeviceClient(store: Store, clientId: string): Promise<
     response_types: [],
     redirect_uris: [],
     token_endpoint_auth_method: device.auth_method,
+    // RFC 9449 section 5.2: the auth server then refuses token requests without a DPoP proof.
+    dpop_bound_access_tokens: device.dpop_required === 1,
   };
   if (device.auth_method === 'client_secret_basic') {
     metadata.client_secret = device.secret_hash ?? undefined;
-  } else {
+  } else if (device.auth_method === 'private_key_jwt') {
     metadata.jwks = JSON.parse(device.jwks ?? '{"keys":[]}');
+  } else {
+    Object.assign(metadata, certificateClientMetadata(device));
   }
   return metadata;
+}
+
+/**
+ * Client metadata of a device that authenticates with mutual TLS (RFC 8705 section 2).
+ * TODO: filled in with the certificate-bound token work.
+ */
+export function certificateClientMetadata(_device: Device): AdapterPayload {
+  return {};
 }

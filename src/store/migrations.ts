@@ -151,5 +151,13 @@ export function createMigrations(dialect: DialectName): Record<string, Migration
         await db.schema.alterTable('users').addColumn('admin', 'integer', (column) => column.notNull().defaultTo(0)).execute();
       },
     },
+    '2026-12-05-003-device-proof-of-possession': {
+      async up(db: Kysely<any>) {
+        // 1 makes the auth server issue this device only DPoP-bound tokens (RFC 9449).
+        await db.schema.alterTable('devices').addColumn('dpop_required', 'integer', (column) => column.notNull().defaultTo(0)).execute();
+        // PEM certificate of a device that authenticates with mutual TLS (RFC 8705); null otherwise.
+        await db.schema.alterTable('devices').addColumn('certificate', 'text').execute();
+      },
+    },
   };
 }

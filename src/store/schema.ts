@@ -26,7 +26,7 @@ export interface UserTable {
 /** A device: an OAuth client that authenticates with a secret or a registered public key. */
 export interface DeviceTable {
   client_id: string;
-  auth_method: 'client_secret_basic' | 'private_key_jwt';
+  auth_method: 'client_secret_basic' | 'private_key_jwt' | 'tls_client_auth' | 'self_signed_tls_client_auth';
   /** `sha256:<hex>` of the client secret; null for `private_key_jwt` devices. */
   secret_hash: string | null;
   /** JSON JWK Set with the device's public key; null for secret devices. */
@@ -34,6 +34,10 @@ export interface DeviceTable {
   owner: string | null;
   /** Space-separated channel scopes registered for the device; null means the defaults. */
   scopes: string | null;
+  /** 1 when the device may only hold DPoP-bound tokens. */
+  dpop_required: Generated<number>;
+  /** PEM certificate for `tls_client_auth` and `self_signed_tls_client_auth`; null otherwise. */
+  certificate: string | null;
   created_at: number;
 }
 

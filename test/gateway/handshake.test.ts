@@ -104,7 +104,7 @@ describe('transport check', () => {
       rawHeaders: options.headers ?? [],
       headers: {},
     } as unknown as IncomingMessage;
-    return { request, url: new URL('https://gateway.invalid/ws'), peerAddress: options.peer, kind: null, token: null, offeredProtocols: [], verified: null };
+    return { request, url: new URL('https://gateway.invalid/ws'), peerAddress: options.peer, kind: null, token: null, scheme: null, offeredProtocols: [], verified: null };
   }
 
   const cases: Array<{ name: string; trusted: string[]; state: Parameters<typeof transportState>[0]; expected: ErrorCode | undefined }> = [
@@ -156,7 +156,7 @@ test('check order is pinned', () => {
 
   assert.deepEqual(checks.map((check) => check.name), [
     'transport', 'websocket_request', 'token_in_url', 'credentials', 'subprotocol',
-    'origin', 'access_token', 'csrf', 'client_id', 'revocation',
+    'origin', 'access_token', 'dpop_proof', 'certificate_binding', 'csrf', 'client_id', 'revocation',
   ]);
 });
 

@@ -38,6 +38,7 @@ function deviceState(token: VerifiedToken): HandshakeState {
     peerAddress: '127.0.0.1',
     kind: 'device',
     token: 'presented',
+    scheme: 'bearer',
     offeredProtocols: [],
     verified: token,
   };

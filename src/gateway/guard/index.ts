@@ -4,9 +4,11 @@ import { PortcullisError, type ErrorCode } from '../../errors.ts';
 import type { RevocationVerdicts } from '../revocation-verdicts.ts';
 import type { VerifiedToken } from '../token-verifier.ts';
 import { accessTokenCheck } from './access-token.ts';
+import { certificateBindingCheck } from './certificate-binding.ts';
 import { clientIdCheck } from './client-id.ts';
 import { credentialsCheck } from './credentials.ts';
 import { csrfCheck } from './csrf.ts';
+import { dpopProofCheck } from './dpop-proof.ts';
 import { originCheck } from './origin.ts';
 import { revocationCheck } from './revocation.ts';
 import { subprotocolCheck } from './subprotocol.ts';
@@ -42,6 +44,8 @@ export function buildHandshakeChecks(init: GuardInit): HandshakeCheck[] {
     subprotocolCheck,
     originCheck(init.allowedOrigins),
     accessTokenCheck(init.verifyToken, init.gatewayClientId, init.builtInIssuer),
+    dpopProofCheck(),
+    certificateBindingCheck(init.trustedProxies),
     csrfCheck(init.csrfKey),
     clientIdCheck,
     revocationCheck(init.store, { deviceRegistry: init.builtInIssuer }, init.verdicts),

@@ -66,7 +66,7 @@ function createState(request: IncomingMessage): HandshakeState | null {
   } catch {
     return null;
   }
-  return { request, url, peerAddress: '127.0.0.1', kind: null, token: null, offeredProtocols: parseOfferedProtocols(request), verified: null };
+  return { request, url, peerAddress: '127.0.0.1', kind: null, token: null, scheme: null, offeredProtocols: parseOfferedProtocols(request), verified: null };
 }
 
 function checkOrigin(value: string): void {
