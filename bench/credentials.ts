@@ -45,10 +45,12 @@ export async function createPeerTokenKeys(): Promise<PeerTokenKeys> {
 
 /**
  * Signs an access token for the peers, shaped like Portcullis's client-credentials tokens
- * (RFC 9068 `at+jwt`, ES256), so that both sides verify a comparable token.
+ * (RFC 9068 `at+jwt`, ES256), so that both sides verify a comparable token. With `jkt`, the token is
+ * DPoP-bound to the key of that thumbprint (`cnf.jkt`, RFC 9449 section 6.1), as Portcullis's are.
  */
-export async function signPeerToken(keys: PeerTokenKeys, subject: string, clientId: string, lifetimeSeconds = 3_600): Promise<string> {
-  return new SignJWT({ client_id: clientId, scope: 'bench' })
+export async function signPeerToken(keys: PeerTokenKeys, subject: string, clientId: string, options: { lifetimeSeconds?: number; jkt?: string } = {}): Promise<string> {
+  const { lifetimeSeconds = 3_600, jkt } = options;
+  return new SignJWT({ client_id: clientId, scope: 'bench', ...(jkt === undefined ? {} : { cnf: { jkt } }) })
     .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid: 'bench' })
     .setIssuer(peerTokenIssuer)
     .setAudience(peerTokenAudience)

@@ -7,11 +7,12 @@ import path from 'node:path';
 
 import { scenarios as allScenarios, systems as allSystems, revokedSubject, systemsOf, type BenchSizes, type ResultRow, type ScenarioId, type SystemId } from './config.ts';
 import { createBenchTls, createPeerTokenKeys, signPeerToken, type BenchTls, type PeerTokenKeys } from './credentials.ts';
+import { generateProofKeyPair } from './dpop.ts';
 import type { LoadJob } from './load/job.ts';
 import { describeMachine, type MachineInfo } from './machine.ts';
 import { median } from './load/stats.ts';
 import { sampleBusyCpus } from './proc.ts';
-import { clientCredentialsToken, deviceFlowToken, registerBenchClients, type BenchClients } from './portcullis-setup.ts';
+import { clientCredentialsToken, deviceFlowToken, dpopClientCredentialsToken, registerBenchClients, type BenchClients } from './portcullis-setup.ts';
 import { formatNumber } from './report.ts';
 import { nodeArgsFromEnvironment, startChild, stopAllChildren, stopChild, trackServerPid, untrackServerPid, waitForMessage } from './processes.ts';
 import type { ChildProcess } from 'node:child_process';
@@ -267,7 +268,9 @@ async function prepareJob(context: RunContext, scenario: ScenarioId, system: Sys
 
   if (system !== 'portcullis') {
     const subject = scenario === 'revocation' ? revokedSubject : 'bench-device';
-    return { ...job, auth: { token: await signPeerToken(context.peerKeys, subject, 'bench-device'), clientId: 'bench-device' } };
+    const dpopKey = scenario === 'handshakes-dpop' ? await generateProofKeyPair() : undefined;
+    const token = await signPeerToken(context.peerKeys, subject, 'bench-device', { jkt: dpopKey?.jkt });
+    return { ...job, auth: { token, clientId: 'bench-device' }, dpopKey };
   }
 
   const { dataDir, clients } = await portcullisSetup(context);
@@ -281,6 +284,11 @@ async function prepareJob(context: RunContext, scenario: ScenarioId, system: Sys
     }
     case 'token-endpoint':
       return { ...job, tokenClient: { clientId: clients.device.client_id, clientSecret: clients.device.client_secret } };
+    case 'handshakes-dpop': {
+      // One key for every connector, as one device that opens many connections.
+      const dpopKey = await generateProofKeyPair();
+      return { ...job, auth: { token: await dpopClientCredentialsToken(target, clients.device, dpopKey), clientId: clients.device.client_id }, dpopKey };
+    }
     default:
       return { ...job, auth: { token: await clientCredentialsToken(target, clients.device), clientId: clients.device.client_id } };
   }

@@ -9,9 +9,11 @@ export interface HttpsTarget {
   agent?: https.Agent;
 }
 
-/** Status and body of one response. */
+/** Status, headers and body of one response. */
 export interface HttpsResponse {
   status: number;
+  /** Response headers, with lower-case names as Node's `http` parses them. */
+  headers: Record<string, string | string[] | undefined>;
   body: string;
 }
 
@@ -33,7 +35,7 @@ export function httpsRequest(target: HttpsTarget, method: string, path: string, 
     }, (response) => {
       const chunks: Buffer[] = [];
       response.on('data', (chunk: Buffer) => chunks.push(chunk));
-      response.on('end', () => resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks).toString('utf8') }));
       response.on('error', reject);
     });
     request.on('error', reject);

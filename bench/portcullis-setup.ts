@@ -4,7 +4,8 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 
 import { fanoutChannel } from './config.ts';
-import { basicAuthorization, postForm, type HttpsTarget } from './https-client.ts';
+import { importProofSigner, signProof, type ProofKeyPair } from './dpop.ts';
+import { basicAuthorization, httpsRequest, postForm, type HttpsTarget } from './https-client.ts';
 import { repositoryRoot } from './processes.ts';
 
 /** Client id and secret of one registered device. */
@@ -69,6 +70,36 @@ export async function registerBenchClients(dataDir: string): Promise<BenchClient
 export async function clientCredentialsToken(target: HttpsTarget, device: DeviceCredentials): Promise<string> {
   const body = await postForm(target, '/oauth/token', { grant_type: 'client_credentials' }, basicAuthorization(device.client_id, device.client_secret));
   return String(body.access_token);
+}
+
+/**
+ * Gets a client-credentials access token bound to `key` (RFC 9449), as a device does. The auth
+ * server requires a nonce, so the first request gets 400 `use_dpop_nonce` with a `DPoP-Nonce`
+ * header. The second carries a new proof with that nonce.
+ */
+export async function dpopClientCredentialsToken(target: HttpsTarget, device: DeviceCredentials, key: ProofKeyPair): Promise<string> {
+  const signer = await importProofSigner(key);
+  // The token endpoint compares `htu` with the URL of the request, whose host is the public URL's.
+  const htu = `https://localhost:${target.port}/oauth/token`;
+  const requestToken = async (nonce?: string) => {
+    const response = await httpsRequest(target, 'POST', '/oauth/token', {
+      authorization: basicAuthorization(device.client_id, device.client_secret),
+      'content-type': 'application/x-www-form-urlencoded',
+      dpop: await signProof(signer, { htm: 'POST', htu, nonce }),
+    }, new URLSearchParams({ grant_type: 'client_credentials' }).toString());
+    const body = JSON.parse(response.body) as { access_token?: unknown; token_type?: unknown; error?: unknown };
+    return { status: response.status, nonce: response.headers['dpop-nonce'], body };
+  };
+
+  let response = await requestToken();
+  if (response.body.error === 'use_dpop_nonce' && typeof response.nonce === 'string') {
+    response = await requestToken(response.nonce);
+  }
+  const { status, body } = response;
+  if (status !== 200 || typeof body.access_token !== 'string' || body.token_type !== 'DPoP') {
+    throw new Error(`the DPoP token request failed with status ${status} (${String(body.error ?? body.token_type)})`);
+  }
+  return body.access_token;
 }
 
 /**

@@ -1,5 +1,5 @@
-// Turns a run into the markdown report: the figures of every scenario, then each target with its
-// ratio and whether Portcullis meets it.
+// Turns a run into the markdown report: each target with its ratio and whether Portcullis meets it,
+// DPoP handshakes next to bearer handshakes, then the figures of every scenario.
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -85,6 +85,44 @@ export function evaluateTargets(rows: readonly ResultRow[]): TargetResult[] {
   });
 }
 
+/** One system's DPoP handshakes (scenario 7) against its bearer handshakes over wss (scenario 1) in the same run. */
+export interface DpopComparison {
+  system: SystemId;
+  bearerRate: number;
+  dpopRate: number;
+  /** DPoP rate / bearer rate: below 1 means fewer handshakes per second with DPoP. */
+  rateRatio: number;
+  bearerServerCpu: number;
+  dpopServerCpu: number;
+  /** DPoP server CPU per handshake / bearer's: above 1 means DPoP costs the server more. */
+  serverCpuRatio: number;
+  /** CPU time of the load process to sign one proof, in µs. */
+  proofSigningCpu: number | undefined;
+}
+
+/** Compares scenario 7 with scenario 1 for every system that ran both. */
+export function compareDpopWithBearer(rows: readonly ResultRow[]): DpopComparison[] {
+  return systems.flatMap((system) => {
+    const bearerRate = valueOf(rows, 'handshakes-wss', system, 'rate');
+    const dpopRate = valueOf(rows, 'handshakes-dpop', system, 'rate');
+    const bearerServerCpu = valueOf(rows, 'handshakes-wss', system, 'server_cpu_per_handshake');
+    const dpopServerCpu = valueOf(rows, 'handshakes-dpop', system, 'server_cpu_per_handshake');
+    if (!bearerRate || dpopRate === undefined || !bearerServerCpu || dpopServerCpu === undefined) {
+      return [];
+    }
+    return [{
+      system,
+      bearerRate,
+      dpopRate,
+      rateRatio: dpopRate / bearerRate,
+      bearerServerCpu,
+      dpopServerCpu,
+      serverCpuRatio: dpopServerCpu / bearerServerCpu,
+      proofSigningCpu: valueOf(rows, 'handshakes-dpop', system, 'load_cpu_per_proof'),
+    }];
+  });
+}
+
 /** Formats a figure for the tables: no decimals from 100 up, one from 10, two below. */
 export function formatNumber(value: number): string {
   if (!Number.isFinite(value)) {
@@ -101,6 +139,7 @@ const scenarioTitles: Record<ScenarioId, string> = {
   memory: '4. Memory per idle authenticated connection',
   revocation: '5. Revocation latency',
   'token-endpoint': '6. Token endpoint (client credentials)',
+  'handshakes-dpop': '7. Handshakes per second over wss with DPoP',
 };
 
 function scenarioTable(run: BenchRun, scenario: ScenarioId): string[] {
@@ -157,7 +196,29 @@ function targetTable(rows: readonly ResultRow[]): string[] {
   return lines;
 }
 
-/** Renders the run as markdown: machine, sizes, one table per scenario, then the targets. */
+function dpopTable(rows: readonly ResultRow[]): string[] {
+  const comparisons = compareDpopWithBearer(rows);
+  if (comparisons.length === 0) {
+    return [];
+  }
+  const lines = [
+    '## DPoP next to bearer',
+    '',
+    'Handshakes over wss with a DPoP-bound token and a new proof per handshake (scenario 7), against the same system with a bearer token (scenario 1) in this run. The load process signs the proofs, so their cost is in `load_cpu`, not in the server\'s CPU per handshake.',
+    '',
+    '| system | bearer handshakes/s | DPoP handshakes/s | rate ratio | bearer server CPU per handshake (µs) | DPoP server CPU per handshake (µs) | CPU ratio | load CPU per proof (µs) |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|',
+  ];
+  for (const comparison of comparisons) {
+    const signing = comparison.proofSigningCpu === undefined ? '–' : formatNumber(comparison.proofSigningCpu);
+    lines.push(`| ${comparison.system} | ${formatNumber(comparison.bearerRate)} | ${formatNumber(comparison.dpopRate)} | ${comparison.rateRatio.toFixed(2)}× | ` +
+      `${formatNumber(comparison.bearerServerCpu)} | ${formatNumber(comparison.dpopServerCpu)} | ${comparison.serverCpuRatio.toFixed(2)}× | ${signing} |`);
+  }
+  lines.push('');
+  return lines;
+}
+
+/** Renders the run as markdown: machine, sizes, the targets, DPoP against bearer, then one table per scenario. */
 export function renderMarkdown(run: BenchRun): string {
   const { machine, sizes } = run;
   const lines = [
@@ -174,6 +235,7 @@ export function renderMarkdown(run: BenchRun): string {
       `${sizes.tokenEndpoint.concurrency} token requests in flight for ${sizes.tokenEndpoint.durationMs / 1_000} s.`,
     '',
     ...targetTable(run.rows),
+    ...dpopTable(run.rows),
     '## Figures',
     '',
     ...scenarios.flatMap((scenario) => scenarioTable(run, scenario)),

@@ -9,7 +9,7 @@ import { renderMarkdown, writeResults } from './report.ts';
 
 const usage = `npm run bench -- [--quick] [--rounds N] [--out DIR] [--scenario NAME]... [--system NAME]...
 
-  --quick          every scenario at small sizes (under three minutes on two cores)
+  --quick          every scenario at small sizes (about three minutes on two cores)
   --rounds N       run every scenario N times on each system and report the medians (default 1;
                    an odd number gives a true median)
   --out DIR        where the results go (default bench/results)

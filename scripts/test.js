@@ -9,7 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const systemPackages = ['chromium', 'python3-websockets'];
+const systemPackages = ['chromium', 'python3-websockets', 'python3-cryptography'];
 const installCommand = `apt-get update && apt-get install -y ${systemPackages.join(' ')}`;
 
 function missingSystemPackages() {
@@ -20,6 +20,11 @@ function missingSystemPackages() {
   const python = spawnSync('/usr/bin/python3', ['-c', 'import websockets'], { stdio: 'ignore' });
   if (python.status !== 0) {
     missing.push('python3-websockets');
+  }
+  // The DPoP device test signs its proofs with `cryptography`, independent of jose.
+  const cryptography = spawnSync('/usr/bin/python3', ['-c', 'import cryptography'], { stdio: 'ignore' });
+  if (cryptography.status !== 0) {
+    missing.push('python3-cryptography');
   }
   return missing;
 }

@@ -10,6 +10,8 @@ export const errorCatalogue = {
   token_missing: { status: 401, description: 'No access token was presented.' },
   token_invalid: { status: 401, description: 'The access token is malformed, has an invalid signature, or was not issued for this gateway.' },
   token_expired: { status: 401, description: 'The access token has expired.' },
+  certificate_mismatch: { status: 401, description: 'The access token is bound to a client certificate that this connection did not present.' },
+  invalid_dpop_proof: { status: 401, description: 'The DPoP proof is missing, malformed, not signed by the key the token is bound to, not for this request, too old, or used before.' },
   origin_not_allowed: { status: 403, description: 'The Origin of this request is not an allowed origin.' },
   csrf_invalid: { status: 403, description: 'The CSRF token is missing or not bound to this session.' },
   client_id_mismatch: { status: 403, description: 'The X-Client-Id header is missing or does not match the token.' },

@@ -16,6 +16,7 @@ import { SigningKeyRing } from './auth/key-ring.ts';
 import { LoginThrottle } from './auth/login-throttle.ts';
 import { createRequestContextTracker } from './auth/request-context.ts';
 import { createAuthServer, gatewayAudience, gatewayClientId } from './auth/provider.ts';
+import { dpopAlgorithms } from './auth/dpop.ts';
 import { registerInteractionRoutes } from './auth/interactions.ts';
 import type { Options } from './config/options.ts';
 import { ChannelBroker } from './channels/broker.ts';
@@ -29,6 +30,8 @@ import { parseMetricsListen } from './metrics/listen-address.ts';
 import { startMetricsListener } from './metrics/metrics-listener.ts';
 import { registerMetricsRoute } from './metrics/metrics-route.ts';
 import { createServerMetrics } from './metrics/metrics.ts';
+import { createDpopVerifier } from './gateway/dpop/verifier.ts';
+import { MemoryReplayCache } from './gateway/dpop/replay-cache.ts';
 import { buildHandshakeChecks } from './gateway/guard/index.ts';
 import { admitToken } from './gateway/guard/revocation.ts';
 import { ConnectionRegistry } from './gateway/registry.ts';
@@ -46,6 +49,7 @@ import { pruneRevokedGrants } from './store/revocations.ts';
 import { pruneRevocationEvents } from './store/revocation-events.ts';
 import { loadOrCreateSecret } from './store/secrets.ts';
 import { loadTlsMaterial } from './tls/dev-ca.ts';
+import { clientCertificateRequest } from './tls/client-ca.ts';
 import fs from 'node:fs';
 import { createBffClient } from './web/bff-client.ts';
 import { createClientErrorHandler } from './web/client-errors.ts';
@@ -174,6 +178,8 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
   const verifyExpiredSessionToken = trust.verifyWithGrace(sessionGraceSeconds);
   const revocationScope = { deviceRegistry: trust.builtInIssuer };
   const admitTokenOf = (kind: 'browser' | 'device', token: VerifiedToken) => admitToken(store, kind, token, revocationScope);
+  // The `https://` form of the WebSocket URL is also the built-in issuer's audience.
+  const dpop = createDpopVerifier({ htu: gatewayAudience(options), algorithms: dpopAlgorithms, clockLeewaySeconds: options.clockLeewaySeconds, replayCache: cluster?.proofReplayCache ?? new MemoryReplayCache() });
 
   const publicHost = new URL(options.publicUrl).host;
   const trackProviderRequest = createRequestContextTracker();
@@ -213,6 +219,7 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
         handshakeTimeout: options.handshakeTimeoutMs,
         // Node checks requestTimeout and headersTimeout only at this interval (default 30 s in Node 20).
         connectionsCheckingInterval: Math.min(options.handshakeTimeoutMs, 1000),
+        ...clientCertificateRequest(options.tlsClientCaFile),
         ...hostCheckOptions,
       }, serveRequest);
       capHeaderLines(server);
@@ -253,6 +260,7 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
     auth,
     revocationScope,
     verifyToken,
+    dpop,
     verifyExpiredSessionToken,
     bffClient: createBffClient({
       issuer: options.publicUrl,
@@ -276,7 +284,7 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
   registerMetricsRoute(app, { ...context, registry: metrics.registry });
 
   const upgrade = createUpgradeHandler({
-    checks: buildHandshakeChecks({ store, verifyToken, builtInIssuer: trust.builtInIssuer, gatewayClientId, csrfKey, allowedOrigins: options.allowedOrigins, trustedProxies: options.trustedProxies, verdicts }),
+    checks: buildHandshakeChecks({ store, verifyToken, builtInIssuer: trust.builtInIssuer, gatewayClientId, csrfKey, allowedOrigins: options.allowedOrigins, trustedProxies: options.trustedProxies, clientCertificateHeader: options.tlsClientCertHeader, verdicts, dpop }),
     logger,
     maxPayloadBytes: options.maxPayloadBytes,
     limits: options,
@@ -292,6 +300,7 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
       registry,
       verifyToken,
       admitToken: admitTokenOf,
+      dpop,
       onClientPublish: webhook?.enqueue,
       traffic: metrics.traffic,
     },

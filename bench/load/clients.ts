@@ -5,6 +5,7 @@ import tls from 'node:tls';
 import { io, type Socket } from 'socket.io-client';
 import WebSocket from 'ws';
 
+import { signHandshakeProof } from './handshake-proofs.ts';
 import type { LoadJob } from './job.ts';
 
 /** An open connection of any system. */
@@ -23,9 +24,16 @@ export interface BenchConnection {
 const handshakeTimeoutMs = 10_000;
 const replyTimeoutMs = 10_000;
 
-/** Opens one connection as the job's system expects, authenticated with the job's token. */
-export function connect(job: LoadJob): Promise<BenchConnection> {
-  return job.system === 'socket.io' ? connectSocketIo(job) : connectWs(job);
+/**
+ * Opens one connection as the job's system expects, authenticated with the job's token. With a
+ * DPoP key in the job, it signs a new proof for this handshake first.
+ */
+export async function connect(job: LoadJob): Promise<BenchConnection> {
+  if (job.system === 'socket.io') {
+    return connectSocketIo(job);
+  }
+  const proof = job.dpopKey ? await signHandshakeProof(job) : undefined;
+  return connectWs(job, proof);
 }
 
 let sharedTlsContext: { caPem: string; context: tls.SecureContext } | null = null;
@@ -40,9 +48,19 @@ function clientTlsContext(caPem: string): tls.SecureContext {
   return sharedTlsContext.context;
 }
 
-function connectWs(job: LoadJob): Promise<BenchConnection> {
+function authenticationHeaders(job: LoadJob, proof: string | undefined): Record<string, string> {
+  if (!job.auth) {
+    return {};
+  }
+  if (proof === undefined) {
+    return { Authorization: `Bearer ${job.auth.token}`, 'X-Client-Id': job.auth.clientId };
+  }
+  return { Authorization: `DPoP ${job.auth.token}`, DPoP: proof, 'X-Client-Id': job.auth.clientId };
+}
+
+function connectWs(job: LoadJob, proof: string | undefined): Promise<BenchConnection> {
   const url = `${job.plain ? 'ws' : 'wss'}://127.0.0.1:${job.port}/ws`;
-  const headers: Record<string, string> = job.auth ? { Authorization: `Bearer ${job.auth.token}`, 'X-Client-Id': job.auth.clientId } : {};
+  const headers = authenticationHeaders(job, proof);
   if (job.plain) {
     // A TLS-terminating proxy adds this header. Portcullis's plain listener requires it from its
     // trusted proxy, and the peers ignore it.

@@ -1,5 +1,6 @@
 // The job description that the harness hands the load process: one scenario on one system.
 import type { BenchSizes, ResultRow, ScenarioId, SystemId } from '../config.ts';
+import type { ProofKeyPair } from '../dpop.ts';
 
 /** One scenario run against one server. */
 export interface LoadJob {
@@ -12,8 +13,13 @@ export interface LoadJob {
   caPem: string;
   /** Process whose CPU time and memory are measured: the server itself, not a launcher. */
   serverPid: number;
-  /** Bearer token and client id that every connection presents, or null for raw-ws. */
+  /** Access token and client id that every connection presents, or null for raw-ws. */
   auth: { token: string; clientId: string } | null;
+  /**
+   * Key that `auth.token` is DPoP-bound to. With it, every connection sends the token as
+   * `Authorization: DPoP` with a proof signed for that handshake.
+   */
+  dpopKey?: ProofKeyPair;
   /** Portcullis revocation: the grant of `auth.token` and the server's data directory. */
   grantRevocation?: { dataDir: string; grantId: string };
   /** Token endpoint: the client that requests tokens. */

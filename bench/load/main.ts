@@ -15,6 +15,7 @@ const measurements: Record<ScenarioId, (job: LoadJob) => Promise<Measurement[]>>
   memory: measureMemory,
   revocation: measureRevocation,
   'token-endpoint': measureTokenEndpoint,
+  'handshakes-dpop': measureHandshakes,
 };
 
 process.once('message', async (job: LoadJob) => {

@@ -1,11 +1,14 @@
 // The raw-ws and ws+jose peers: a `ws` server with a minimal channel protocol. Without a public key
-// it does not authenticate (raw-ws, the ceiling). With one it verifies an ES256 bearer token in the
-// upgrade handler, before the WebSocket exists (ws+jose).
+// it does not authenticate (raw-ws, the ceiling). With one it verifies an ES256 token in the upgrade
+// handler, before the WebSocket exists (ws+jose): a bearer token, or a DPoP-bound token with its proof.
 import type { IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 
+import { handshakeHtu } from '../dpop.ts';
+import { createProofVerifier } from './peer-dpop.ts';
 import { controlRoutes, createPeerServer, createTokenVerifier, heartbeatIntervalMs, listenAndReport, maxPayloadBytes, readPeerSettings } from './peer.ts';
 
 const settings = readPeerSettings();
@@ -17,6 +20,7 @@ const alive = new WeakSet<WebSocket>();
 
 const wss = new WebSocketServer({ noServer: true, maxPayload: maxPayloadBytes, perMessageDeflate: false });
 const server = createPeerServer(settings, controlRoutes(revoke));
+const verifyProof = createProofVerifier(() => handshakeHtu((server.address() as AddressInfo).port));
 
 // Without authentication there is no subject, so the raw-ws peer's revocation closes every connection:
 // the floor for closing that many sockets on one request.
@@ -31,15 +35,28 @@ function reject(socket: Duplex, status: number, reason: string): void {
   socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
 }
 
+// A DPoP-bound token must come with the DPoP scheme and its proof, and a token under the DPoP scheme
+// must be bound (RFC 9449 section 7.1), as on Portcullis. So a bound token sent as bearer is rejected.
 async function authenticate(request: IncomingMessage): Promise<string | null> {
-  const match = /^Bearer +(\S+)$/i.exec(request.headers.authorization ?? '');
+  const match = /^(Bearer|DPoP) +(\S+)$/i.exec(request.headers.authorization ?? '');
   if (!verifyToken || !match) {
     return null;
   }
 
   try {
-    const payload = await verifyToken(match[1]);
-    return payload.client_id === request.headers['x-client-id'] ? payload.sub ?? null : null;
+    const [, scheme, token] = match;
+    const payload = await verifyToken(token);
+    if (payload.client_id !== request.headers['x-client-id']) {
+      return null;
+    }
+    const jkt = (payload.cnf as { jkt?: unknown } | undefined)?.jkt;
+    if (scheme.toLowerCase() === 'bearer') {
+      return jkt === undefined ? payload.sub ?? null : null;
+    }
+    if (typeof jkt !== 'string' || !await verifyProof(request.headersDistinct.dpop ?? [], token, jkt)) {
+      return null;
+    }
+    return payload.sub ?? null;
   } catch {
     return null;
   }

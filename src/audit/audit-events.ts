@@ -16,7 +16,7 @@ export const auditedFields: Readonly<Record<string, readonly string[]>> = Object
   'refresh_token.reused': ['client_id', 'grant_id'],
   'refresh_token.misused': ['client_id', 'grant_client_id', 'grant_id'],
   'grant.revoked': ['client_id', 'grant_id'],
-  'handshake.rejected': ['code', 'origin', 'client_id', 'ip', 'path'],
+  'handshake.rejected': ['code', 'detail', 'origin', 'client_id', 'ip', 'path'],
   'connection.expired': ['connection_id', 'sub', 'client_id'],
   'connection.revoked': ['connection_id', 'sub', 'client_id', 'reason'],
   // Actions taken in the admin console; `admin` is the username of the admin who acted.

@@ -10,7 +10,8 @@ import { createOidcAdapter, withProviderErrors } from '../store/oidc-adapter.ts'
 import { findUser } from '../store/users.ts';
 import { currentUserScopes, isDeviceScope, registeredDeviceScopes } from './channel-scopes.ts';
 import { deviceFlowPages, renderAuthError } from './pages.ts';
-import { mtlsFeature } from './mtls.ts';
+import { bindRefreshTokenToProofKey, dpopAlgorithms, dpopFeature } from './dpop.ts';
+import { mtlsClientAuthMethods, mtlsFeature } from './mtls.ts';
 import { revokeGrantOfMisusedRefreshToken } from './refresh-token-misuse.ts';
 
 /** Client id of the gateway's own backend-for-frontend, a confidential client of the auth server. */
@@ -69,7 +70,7 @@ function buildConfiguration(init: AuthServerInit): Configuration {
       response_types: ['code'],
       token_endpoint_auth_method: 'client_secret_basic',
     }],
-    clientAuthMethods: ['client_secret_basic', 'private_key_jwt'],
+    clientAuthMethods: ['client_secret_basic', 'private_key_jwt', ...mtlsClientAuthMethods(options)],
     responseTypes: ['code'],
     clientDefaults: { id_token_signed_response_alg: 'ES256', grant_types: ['authorization_code'], response_types: ['code'], token_endpoint_auth_method: 'client_secret_basic' },
     cookies: { keys: init.cookieKeys, long: { signed: true, httpOnly: true, sameSite: 'lax' }, short: { signed: true, httpOnly: true, sameSite: 'lax' } },
@@ -81,6 +82,7 @@ function buildConfiguration(init: AuthServerInit): Configuration {
       userinfoSigningAlgValues: ['ES256'],
       introspectionSigningAlgValues: ['ES256'],
       authorizationSigningAlgValues: ['ES256'],
+      dPoPSigningAlgValues: dpopAlgorithms,
     } as Configuration['enabledJWA'],
     features: {
       devInteractions: { enabled: false },
@@ -95,6 +97,7 @@ function buildConfiguration(init: AuthServerInit): Configuration {
       rpInitiatedLogout: { enabled: false },
       deviceFlow: { enabled: true, charset: 'base-20', mask: '****-****', ...deviceFlowPages },
       mTLS: mtlsFeature(options),
+      dPoP: dpopFeature(init.cookieKeys),
       resourceIndicators: {
         enabled: true,
         defaultResource: async () => audience,
@@ -178,6 +181,7 @@ export function createAuthServer(init: AuthServerInit): Provider {
   }
   provider.use(setRetryAfterOn503);
   provider.use(revokeGrantOfMisusedRefreshToken(provider, init.logger));
+  provider.use(bindRefreshTokenToProofKey('/oauth/token'));
   logProviderEvents(provider, init.logger);
   return provider;
 }

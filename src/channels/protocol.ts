@@ -11,7 +11,7 @@ export type ClientFrame =
   | { type: 'subscribe'; id: MessageId; channel: string }
   | { type: 'unsubscribe'; id: MessageId; channel: string }
   | { type: 'publish'; id: MessageId; channel: string; data: unknown }
-  | { type: 'auth'; id: MessageId | null; token: string };
+  | { type: 'auth'; id: MessageId | null; token: string; dpop: string | null };
 
 /** A frame that could not be read: the error to send, and the id to echo when one was readable. */
 export interface FrameProblem {
@@ -63,7 +63,11 @@ export function parseClientFrame(data: RawData): ClientFrame | FrameProblem {
     if (frame.id !== undefined && id === null) {
       return { problem: 'invalid_id', id: null };
     }
-    return typeof frame.token === 'string' ? { type: 'auth', id, token: frame.token } : { problem: 'invalid_message', id };
+    // `dpop` carries the proof for a DPoP-bound token (RFC 9449), made as for the handshake.
+    if (typeof frame.token !== 'string' || (frame.dpop !== undefined && typeof frame.dpop !== 'string')) {
+      return { problem: 'invalid_message', id };
+    }
+    return { type: 'auth', id, token: frame.token, dpop: typeof frame.dpop === 'string' ? frame.dpop : null };
   }
   if (typeof frame.type !== 'string' || !channelTypes.has(frame.type)) {
     return { problem: 'unknown_type', id };

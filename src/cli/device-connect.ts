@@ -7,7 +7,7 @@ import { CommandError, printLine } from './output.ts';
 import { readPasswordFromStdin } from './password-input.ts';
 
 /** Usage of `portcullis device`. */
-export const deviceUsage = `portcullis device connect <client-id> --secret-stdin [--url wss://HOST/ws] [--issuer https://HOST] [--ca FILE] [--once]`;
+export const deviceUsage = `portcullis device connect <client-id> --secret-stdin [--url wss://HOST/ws] [--issuer https://HOST] [--ca FILE] [--dpop] [--once]`;
 
 /** The endpoint, issuer and CA a device connects with, after defaults. */
 interface Target {
@@ -70,7 +70,8 @@ function describe(change: StateChange): string {
  * changes on standard error, until SIGINT or SIGTERM. With `once` it stops at the welcome frame, or
  * fails at the first failed attempt instead of retrying, because it serves as a check.
  */
-async function connectDevice(clientId: string, secret: string, target: Target, once: boolean): Promise<void> {
+async function connectDevice(clientId: string, secret: string, target: Target, flags: { once: boolean; dpop: boolean }): Promise<void> {
+  const { once } = flags;
   let failedAttempt: StateChange | null = null;
   let finished!: (stop: StateChange) => void;
   const stopped = new Promise<StateChange>((resolve) => {
@@ -82,6 +83,8 @@ async function connectDevice(clientId: string, secret: string, target: Target, o
     issuer: target.issuer,
     clientId,
     credentials: { clientSecret: secret },
+    // A key made for this run only: the command keeps no refresh token that would outlive it.
+    dpop: flags.dpop ? true : undefined,
     ca: target.ca,
     onFrame: (text) => printLine(frameLine(text)),
     onStateChange: (change) => {
@@ -127,6 +130,7 @@ export async function runDeviceCommand(argv: string[]): Promise<void> {
     issuer: { type: 'string' },
     ca: { type: 'string' },
     once: { type: 'boolean' },
+    dpop: { type: 'boolean' },
   });
   const [action, clientId] = positionals;
   if (action !== 'connect') {
@@ -145,5 +149,5 @@ export async function runDeviceCommand(argv: string[]): Promise<void> {
   if (secret === '') {
     throw new CommandError('secret_required', 'Standard input held no client secret.', 2);
   }
-  await connectDevice(clientId, secret, target, Boolean(values.once));
+  await connectDevice(clientId, secret, target, { once: Boolean(values.once), dpop: Boolean(values.dpop) });
 }

@@ -13,11 +13,12 @@ import { clientIdPattern, deleteDevice, findDevice, hashClientSecret, insertDevi
 import { operatorPublisher } from '../channels/publish.ts';
 import { findUser } from '../store/users.ts';
 import { createOfflineAuthServer } from './auth-context.ts';
+import { readNewDeviceCertificate } from './device-certificate.ts';
 import { CommandError, isoTime, printJson, printLine } from './output.ts';
 import type { Options } from '../config/options.ts';
 
 /** Usage of `portcullis devices`. */
-export const devicesUsage = `portcullis devices add <client-id> [--public-key FILE] [--owner USERNAME] [--scope SCOPE]...
+export const devicesUsage = `portcullis devices add <client-id> [--public-key FILE | --certificate FILE] [--dpop-required] [--owner USERNAME] [--scope SCOPE]...
 portcullis devices list [--json]
 portcullis devices remove <client-id>
 portcullis devices approve <user-code> --user <username>`;
@@ -71,7 +72,7 @@ function readScopes(values: Record<string, unknown>): string | null {
   return scopes.join(' ');
 }
 
-async function addDevice(store: Store, clientId: string, values: Record<string, unknown>): Promise<void> {
+async function addDevice(store: Store, clientId: string, values: Record<string, unknown>, caFile: string | null): Promise<void> {
   if (await findDevice(store, clientId)) {
     throw new CommandError('device_exists', `Device "${clientId}" already exists; remove it first to register it again.`);
   }
@@ -87,19 +88,36 @@ async function addDevice(store: Store, clientId: string, values: Record<string, 
     throw new CommandError('user_not_found', `--owner ${owner}: no such user.`, 2);
   }
 
+  if (typeof values['public-key'] === 'string' && typeof values.certificate === 'string') {
+    throw new CommandError('conflicting_credentials', `Give either --public-key or --certificate, not both.\n${devicesUsage}`, 2);
+  }
+  // RFC 9449 section 5.2: the auth server then issues this device DPoP-bound tokens only.
+  const dpopRequired = values['dpop-required'] === true;
+  const common = { client_id: clientId, owner, scopes, dpop_required: dpopRequired ? 1 : 0 };
+  const sharedOutput = { scope: registeredDeviceScopes({ scopes }).join(' '), ...(dpopRequired ? { dpop_bound_access_tokens: true } : {}) };
+
+  if (typeof values.certificate === 'string') {
+    const registration = await readNewDeviceCertificate(store, values.certificate, caFile);
+    await insertDevice(store, { ...common, auth_method: registration.authMethod, secret_hash: null, jwks: null, certificate: registration.pem });
+    await recordCommandEvent(store, 'device.added', { client_id: clientId, auth_method: registration.authMethod, owner, scope: scopes });
+    const subject = registration.authMethod === 'tls_client_auth' ? { tls_client_auth_subject_dn: registration.subjectDn } : {};
+    printJson({ client_id: clientId, token_endpoint_auth_method: registration.authMethod, ...subject, 'x5t#S256': registration.thumbprint, ...sharedOutput });
+    return;
+  }
+
   if (typeof values['public-key'] === 'string') {
     const jwk = await readPublicJwk(values['public-key']);
-    await insertDevice(store, { client_id: clientId, auth_method: 'private_key_jwt', secret_hash: null, jwks: JSON.stringify({ keys: [jwk] }), owner, scopes });
+    await insertDevice(store, { ...common, auth_method: 'private_key_jwt', secret_hash: null, jwks: JSON.stringify({ keys: [jwk] }) });
     await recordCommandEvent(store, 'device.added', { client_id: clientId, auth_method: 'private_key_jwt', owner, scope: scopes });
-    printJson({ client_id: clientId, token_endpoint_auth_method: 'private_key_jwt', scope: registeredDeviceScopes({ scopes }).join(' ') });
+    printJson({ client_id: clientId, token_endpoint_auth_method: 'private_key_jwt', ...sharedOutput });
     return;
   }
 
   const clientSecret = crypto.randomBytes(32).toString('base64url');
-  await insertDevice(store, { client_id: clientId, auth_method: 'client_secret_basic', secret_hash: hashClientSecret(clientSecret), jwks: null, owner, scopes });
+  await insertDevice(store, { ...common, auth_method: 'client_secret_basic', secret_hash: hashClientSecret(clientSecret), jwks: null });
   await recordCommandEvent(store, 'device.added', { client_id: clientId, auth_method: 'client_secret_basic', owner, scope: scopes });
   // The only time the secret is shown: the database keeps its hash.
-  printJson({ client_id: clientId, client_secret: clientSecret, scope: registeredDeviceScopes({ scopes }).join(' ') });
+  printJson({ client_id: clientId, client_secret: clientSecret, ...sharedOutput });
 }
 
 async function approveDeviceCode(options: Readonly<Options>, store: Store, userCode: string, username: unknown): Promise<void> {
@@ -150,6 +168,8 @@ async function approveDeviceCode(options: Readonly<Options>, store: Store, userC
 export async function runDevices(argv: string[]): Promise<void> {
   const { values, positionals } = parseOptionArgs(argv, {
     'public-key': { type: 'string' },
+    certificate: { type: 'string' },
+    'dpop-required': { type: 'boolean' },
     owner: { type: 'string' },
     scope: { type: 'string', multiple: true },
     user: { type: 'string' },
@@ -176,12 +196,13 @@ export async function runDevices(argv: string[]): Promise<void> {
   try {
     switch (action) {
       case 'add':
-        await addDevice(store, id, values);
+        await addDevice(store, id, values, options.tlsClientCaFile);
         return;
       case 'list': {
         const rows = (await listDevices(store)).map((device) => ({
           client_id: device.client_id,
           auth_method: device.auth_method,
+          dpop_required: device.dpop_required === 1,
           owner: device.owner,
           scope: registeredDeviceScopes(device).join(' '),
           created_at: isoTime(device.created_at),
@@ -190,7 +211,7 @@ export async function runDevices(argv: string[]): Promise<void> {
           printJson(rows);
           return;
         }
-        rows.forEach((row) => printLine(`${row.client_id}\t${row.auth_method}\t${row.owner ?? '-'}\t${row.created_at}\t${row.scope}`));
+        rows.forEach((row) => printLine(`${row.client_id}\t${row.auth_method}\t${row.dpop_required ? 'dpop-required' : '-'}\t${row.owner ?? '-'}\t${row.created_at}\t${row.scope}`));
         return;
       }
       case 'remove': {

@@ -1,5 +1,6 @@
 import type { BackoffOptions } from './backoff.ts';
 import type { ChannelOptions } from './channels.ts';
+import type { DpopOption } from './dpop.ts';
 import type { StateChange } from './policy.ts';
 import type { DeviceCredentials, RefreshTokenStore } from './token-source.ts';
 
@@ -20,6 +21,12 @@ export interface DeviceClientOptions extends ChannelOptions {
   credentials: DeviceCredentials;
   /** With a store, tokens come from the rotating `refresh_token` grant; without, from `client_credentials`. */
   refreshTokenStore?: RefreshTokenStore;
+  /**
+   * Binds tokens to a DPoP key (RFC 9449): `true` generates a non-extractable ES256 key that lives as
+   * long as the client, or pass a key pair, e.g. one kept in a secure element. A refresh token bound
+   * to a generated key is useless after a restart, so with a store pass a key that is kept with it.
+   */
+  dpop?: DpopOption;
   /** Extra trusted CA certificate in PEM, e.g. the development CA `<dataDir>/ca.pem`. */
   ca?: string;
   /** Receives every text frame as it arrived, control frames included; for tools such as the CLI. */

@@ -1,10 +1,13 @@
 import WebSocket from 'ws';
 
 import { Backoff, nextRetry, type BackoffOptions } from './backoff.ts';
+import { authorizeDevice, type DeviceAuthorizationOptions, type DeviceAuthorizationPrompt } from './device-authorization.ts';
 import { ChannelRequests, type ChannelMessage, type ChannelOptions, type ChannelRequestCode, type Publisher, type SubscribedEvent, type SubscriptionEndedEvent } from './channels.ts';
+import { DpopSigner, generateDpopKey, NonceCache, type DpopKeyPair, type DpopOption } from './dpop.ts';
 import {
   decideOnClose,
   decideOnRejection,
+  dpopProofErrors,
   mayRefreshNow,
   parseFrameObject,
   parseRetryAfter,
@@ -19,10 +22,11 @@ import {
 } from './policy.ts';
 import { trustContext } from './trust.ts';
 import { withChannelLogging, type ClientLogger, type DeviceClientOptions } from './device-options.ts';
+import { authFrame, handshakeHeaders, type Presenter } from './token-presentation.ts';
 import { TokenSource, type AccessToken, type DeviceCredentials, type RefreshTokenStore } from './token-source.ts';
 
-export { Backoff, PortcullisClientError };
-export type { BackoffOptions, ClientLogger, ClientState, DeviceClientOptions, DeviceCredentials, RefreshTokenStore, StateChange, Welcome };
+export { authorizeDevice, Backoff, generateDpopKey, PortcullisClientError };
+export type { BackoffOptions, ClientLogger, ClientState, DeviceAuthorizationOptions, DeviceAuthorizationPrompt, DeviceClientOptions, DeviceCredentials, DpopKeyPair, DpopOption, RefreshTokenStore, StateChange, Welcome };
 export type { ChannelMessage, ChannelOptions, ChannelRequestCode, Publisher, SubscribedEvent, SubscriptionEndedEvent };
 
 /** The subprotocol the device offers. */
@@ -53,6 +57,9 @@ export class DeviceClient {
   private readonly options: DeviceClientOptions;
   private readonly logger: ClientLogger;
   private readonly tokens: TokenSource;
+  private readonly presenter: Presenter;
+  /** True once a handshake was retried with a fresh DPoP proof; reset by the next welcome. */
+  private proofRetried = false;
   private readonly backoff: Backoff;
   private readonly refreshBackoff: Backoff;
   private readonly channels: ChannelRequests;
@@ -70,7 +77,9 @@ export class DeviceClient {
     }
     this.options = options;
     this.logger = options.logger ?? silentLogger;
-    this.tokens = new TokenSource(options);
+    const dpop = options.dpop ? new DpopSigner(options.dpop) : null;
+    this.tokens = new TokenSource({ ...options, dpop: dpop ?? undefined });
+    this.presenter = { url: options.url, clientId: options.clientId, dpop, nonces: new NonceCache() };
     this.backoff = new Backoff(options.backoff);
     this.refreshBackoff = new Backoff(options.backoff);
     this.channels = new ChannelRequests(withChannelLogging(options, this.logger), (callback) => this.notify(callback));
@@ -132,6 +141,15 @@ export class DeviceClient {
     return this.refreshing;
   }
 
+  /**
+   * Returns the JWK SHA-256 thumbprint (RFC 7638) of the DPoP key, which every token of this client
+   * carries as `cnf.jkt`, or null without the `dpop` option. Rejects with `invalid_dpop_key` for a
+   * bad key pair.
+   */
+  async dpopThumbprint(): Promise<string | null> {
+    return this.presenter.dpop ? await this.presenter.dpop.thumbprint() : null;
+  }
+
   /** Stops for good: clears every timer, closes the socket with 1000 and releases HTTP connections. */
   close(): Promise<void> {
     this.stop({ state: 'stopped', reason: 'closed' });
@@ -152,8 +170,10 @@ export class DeviceClient {
 
     let token: AccessToken;
     let fresh: boolean;
+    let headers: Record<string, string>;
     try {
       ({ token, fresh } = await this.usableToken());
+      headers = await handshakeHeaders(this.presenter, token);
     } catch (error) {
       this.follow(this.tokenDecision(error), {});
       return;
@@ -163,7 +183,7 @@ export class DeviceClient {
     }
 
     const socket = new WebSocket(this.options.url, [applicationProtocol], {
-      headers: { Authorization: `Bearer ${token.value}`, 'X-Client-Id': this.options.clientId },
+      headers,
       // Passed on to tls.connect; `ws` does not list it in its option types.
       ...{ secureContext: trustContext(this.options.ca) },
       handshakeTimeout: this.options.handshakeTimeoutMs ?? 10_000,
@@ -182,13 +202,23 @@ export class DeviceClient {
     if (cached && refreshDelayMs(cached, this.marginSeconds, Date.now()) > 0) {
       return { token: cached, fresh: false };
     }
-    return { token: await this.tokens.fetch(), fresh: true };
+
+    const token = await this.tokens.fetch();
+    if (this.presenter.dpop && token.type === 'Bearer') {
+      this.logger.warn({ event: 'client.token_not_bound', client_id: this.options.clientId }, 'the token endpoint ignored the DPoP proof and issued a bearer token');
+    }
+    return { token, fresh: true };
   }
 
   private watch(attempt: Attempt): void {
     const { socket } = attempt;
 
+    socket.once('upgrade', (response) => {
+      this.presenter.nonces.remember(this.options.url, response.headers['dpop-nonce']);
+    });
+
     socket.once('unexpected-response', (_request, response) => {
+      this.presenter.nonces.remember(this.options.url, response.headers['dpop-nonce']);
       const header = response.headers['x-portcullis-error'];
       attempt.rejection = {
         status: response.statusCode ?? 0,
@@ -233,6 +263,7 @@ export class DeviceClient {
     if (frame.type === 'welcome' && !attempt.welcome) {
       this.clearTimer('welcomeTimer');
       attempt.welcome = frame.welcome;
+      this.proofRetried = false;
       this.scheduleRefresh();
       this.channels.connected((request) => attempt.socket.send(request));
       this.transition({ state: 'open', reason: 'welcome', welcome: frame.welcome });
@@ -270,7 +301,7 @@ export class DeviceClient {
     if (attempt.welcome && attempt.openedAtMs !== null && Date.now() - attempt.openedAtMs >= (this.options.stableOpenMs ?? 10_000)) {
       this.backoff.reset();
     }
-    const decision = attempt.rejection ? decideOnRejection(attempt.rejection, attempt.tokenWasFresh) : decideOnClose(code, reason);
+    const decision = attempt.rejection ? this.rejectionDecision(attempt.rejection, attempt.tokenWasFresh) : decideOnClose(code, reason);
     this.follow(decision, attempt.rejection ? { status: attempt.rejection.status } : { closeCode: code }, attempt.reconnectAfterMs);
   }
 
@@ -292,6 +323,16 @@ export class DeviceClient {
     this.reconnectTimer = setTimeout(() => this.openGuarded(decision.reason), retry.retryInMs);
   }
 
+  // Only one handshake in a row is retried for its DPoP proof alone. A second such rejection counts
+  // against the token, so the client gets a new token or stops.
+  private rejectionDecision(rejection: Rejection, tokenWasFresh: boolean): Decision {
+    const decision = decideOnRejection(rejection, tokenWasFresh, this.proofRetried);
+    if (rejection.code !== null && dpopProofErrors.has(rejection.code)) {
+      this.proofRetried = true;
+    }
+    return decision;
+  }
+
   private tokenDecision(error: unknown): Decision {
     const failure = error instanceof PortcullisClientError ? error : new PortcullisClientError('token_request_failed', 'The token request failed.', true);
     return failure.retryable ? { action: 'reconnect', reason: failure.code } : { action: 'stop', reason: failure.code };
@@ -299,13 +340,14 @@ export class DeviceClient {
 
   private async refreshInBand(): Promise<void> {
     const token = await this.tokens.fetch();
+    const frame = await authFrame(this.presenter, token);
     const attempt = this.attempt;
     if (this.current !== 'open' || !attempt?.welcome || attempt.socket.readyState !== WebSocket.OPEN) {
       return;
     }
 
     const confirmed = new Promise<void>((resolve) => attempt.authWaiters.push(resolve));
-    this.channels.sendControl(JSON.stringify({ type: 'auth', token: token.value }));
+    this.channels.sendControl(frame);
     await confirmed;
     this.refreshBackoff.reset();
     this.scheduleRefresh();

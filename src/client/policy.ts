@@ -19,6 +19,9 @@ export type ClientReasonCode =
   | 'token_request_failed'
   | 'refresh_token_missing'
   | 'refresh_token_store_failed'
+  | 'invalid_dpop_key'
+  | 'unexpected_token_type'
+  | 'aborted'
   | 'login_required'
   | 'session_unavailable'
   | 'client_error';
@@ -112,13 +115,23 @@ export interface Rejection {
   retryAfterMs: number | null;
 }
 
+/** Handshake codes that blame the DPoP proof rather than the token it goes with. */
+export const dpopProofErrors: ReadonlySet<string> = new Set(['invalid_dpop_proof', 'use_dpop_nonce']);
+
 /**
  * Decides after a rejected handshake. A 401 with a token that was cached gets one new token; a 401
  * with a token fetched for this very attempt stops, because a new one would fail the same way.
- * 429 and 5xx retry, no sooner than `Retry-After`; every other status is a client error and stops.
+ * A 401 that blames the DPoP proof first reconnects once with the same token and a fresh proof,
+ * unless `proofRetried` shows that this already happened. 429 and 5xx retry, no sooner than
+ * `Retry-After`; every other status is a client error and stops.
  */
-export function decideOnRejection(rejection: Rejection, tokenWasFresh: boolean): Decision {
+export function decideOnRejection(rejection: Rejection, tokenWasFresh: boolean, proofRetried = false): Decision {
   const reason = reasonCode(rejection.code ?? '', 'handshake_rejected');
+  // A proof can fail for a passing reason, such as a clock step between signing and checking or a
+  // new server nonce, so one new proof is tried before the token is blamed.
+  if (rejection.status === 401 && dpopProofErrors.has(reason) && !proofRetried) {
+    return { action: 'reconnect', reason };
+  }
   if (rejection.status === 401) {
     return tokenWasFresh ? { action: 'stop', reason } : { action: 'refresh_then_reconnect', reason };
   }

@@ -4,6 +4,7 @@ import { importPKCS8 } from 'jose';
 import * as oauth from 'openid-client';
 import { Agent, fetch as undiciFetch } from 'undici';
 
+import { DpopSigner, NonceCache } from './dpop.ts';
 import { PortcullisClientError } from './policy.ts';
 import { trustContext } from './trust.ts';
 
@@ -36,14 +37,22 @@ export interface TokenSourceInit {
   ca?: string;
   /** Timeout of each HTTP request, in seconds. Default 30. */
   timeoutSeconds?: number;
+  /** When present, every token request carries a DPoP proof signed by it, so the tokens are bound to its key. */
+  dpop?: DpopSigner;
 }
 
 /** An access token and when it expires, in epoch milliseconds on this machine's clock. */
 export interface AccessToken {
   value: string;
+  /** `DPoP` for a token bound to the client's DPoP key, sent with a proof; `Bearer` otherwise. */
+  type: 'Bearer' | 'DPoP';
   receivedAtMs: number;
   expiresAtMs: number;
 }
+
+type GrantResponse = oauth.TokenEndpointResponse & oauth.TokenEndpointResponseHelpers;
+
+const deviceCodeGrantType = 'urn:ietf:params:oauth:grant-type:device_code';
 
 // Lifetime assumed when the token response has no `expires_in`; Portcullis always sends one.
 const assumedLifetimeSeconds = 60;
@@ -77,6 +86,30 @@ async function clientAuthentication(credentials: DeviceCredentials): Promise<oau
   return oauth.None();
 }
 
+// RFC 9449 section 8: the auth server rejects a proof without its current nonce with
+// `use_dpop_nonce`, in the body at the token endpoint or in a `WWW-Authenticate` challenge.
+function isNonceChallenge(error: unknown): boolean {
+  if (error instanceof oauth.ResponseBodyError) {
+    return error.error === 'use_dpop_nonce';
+  }
+  if (error instanceof oauth.WWWAuthenticateChallengeError) {
+    return error.cause.some((challenge) => challenge.scheme === 'dpop' && challenge.parameters.error === 'use_dpop_nonce');
+  }
+  return false;
+}
+
+// openid-client lower-cases `token_type`. A DPoP-bound token without a key to prove it is useless;
+// a bearer token in response to a proof means the server ignored the proof, so it is used as bearer.
+function tokenTypeOf(response: oauth.TokenEndpointResponse, dpop: boolean): AccessToken['type'] {
+  if (response.token_type !== 'dpop') {
+    return 'Bearer';
+  }
+  if (!dpop) {
+    throw new PortcullisClientError('unexpected_token_type', 'The token endpoint issued a DPoP-bound token to a client without a DPoP key.', false);
+  }
+  return 'DPoP';
+}
+
 /**
  * Converts any failure of a token request into a `PortcullisClientError`. OAuth errors keep their
  * code; the server's `error_description` is dropped because it is not ours to repeat.
@@ -107,6 +140,8 @@ export class TokenSource {
   private refreshToken: string | null = null;
   private token: AccessToken | null = null;
   private inFlight: Promise<AccessToken> | null = null;
+  private tokenEndpoint: string | null = null;
+  private readonly nonces = new NonceCache();
 
   constructor(init: TokenSourceInit) {
     this.init = init;
@@ -134,11 +169,37 @@ export class TokenSource {
   /** Requests a new access token; concurrent calls share one request. */
   fetch(): Promise<AccessToken> {
     if (!this.inFlight) {
-      this.inFlight = this.request().finally(() => {
+      this.inFlight = this.request((configuration) => this.grant(configuration)).finally(() => {
         this.inFlight = null;
       });
     }
     return this.inFlight;
+  }
+
+  /** Starts the device authorization grant (RFC 8628); `scope` narrows the device's registered scope. */
+  async initiateDeviceAuthorization(scope?: string): Promise<oauth.DeviceAuthorizationResponse> {
+    try {
+      const configuration = await this.discover();
+      return await oauth.initiateDeviceAuthorization(configuration, scope === undefined ? {} : { scope });
+    } catch (error) {
+      throw classifyTokenError(error);
+    }
+  }
+
+  /**
+   * Sends one device code token request. Until the user approves, it rejects with
+   * `authorization_pending` or `slow_down`. After that, it saves the refresh token in the store and
+   * resolves with the first access token.
+   */
+  redeemDeviceCode(deviceCode: string): Promise<AccessToken> {
+    return this.request(async (configuration) => {
+      const response = await oauth.genericGrantRequest(configuration, deviceCodeGrantType, { device_code: deviceCode });
+      if (!response.refresh_token) {
+        throw new PortcullisClientError('refresh_token_missing', 'The token endpoint issued no refresh token for the device code.', false);
+      }
+      await this.keepRefreshToken(response.refresh_token);
+      return response;
+    });
   }
 
   /**
@@ -150,22 +211,58 @@ export class TokenSource {
     await this.dispatcher.close();
   }
 
-  private async request(): Promise<AccessToken> {
+  private async request(send: (configuration: oauth.Configuration) => Promise<GrantResponse>): Promise<AccessToken> {
     try {
+      // A bad key pair fails here with its own code; inside openid-client's fetch it would not.
+      await this.init.dpop?.thumbprint();
       const configuration = await this.discover();
-      const response = this.init.refreshTokenStore
-        ? await this.refreshGrant(configuration, this.init.refreshTokenStore)
-        : await oauth.clientCredentialsGrant(configuration);
+      const response = await this.withNonceRetry(() => send(configuration));
+      const type = tokenTypeOf(response, this.init.dpop !== undefined);
       const receivedAtMs = Date.now();
       const lifetimeSeconds = response.expiresIn() ?? assumedLifetimeSeconds;
-      this.token = { value: response.access_token, receivedAtMs, expiresAtMs: receivedAtMs + lifetimeSeconds * 1000 };
+      this.token = { value: response.access_token, type, receivedAtMs, expiresAtMs: receivedAtMs + lifetimeSeconds * 1000 };
       return this.token;
     } catch (error) {
       throw classifyTokenError(error);
     }
   }
 
-  private async refreshGrant(configuration: oauth.Configuration, store: RefreshTokenStore): Promise<oauth.TokenEndpointResponse & oauth.TokenEndpointResponseHelpers> {
+  // The first DPoP request to a server has no nonce yet, so it is rejected with one. The grant is
+  // sent once more with that nonce. A second rejection is reported, so a server that changes its
+  // nonce on every request cannot keep the client in a loop. A rejected refresh request has not
+  // spent its refresh token, so sending it again is safe.
+  private async withNonceRetry(send: () => Promise<GrantResponse>): Promise<GrantResponse> {
+    try {
+      return await send();
+    } catch (error) {
+      if (!this.init.dpop || !isNonceChallenge(error)) {
+        throw error;
+      }
+      return await send();
+    }
+  }
+
+  private grant(configuration: oauth.Configuration): Promise<GrantResponse> {
+    return this.init.refreshTokenStore
+      ? this.refreshGrant(configuration, this.init.refreshTokenStore)
+      : oauth.clientCredentialsGrant(configuration);
+  }
+
+  // Every token endpoint request carries a fresh proof with the latest nonce of that origin; every
+  // response may bring the nonce for the next one.
+  private async send(url: string, options: oauth.CustomFetchOptions, dispatcher: Agent): Promise<Response> {
+    const headers = { ...options.headers };
+    const dpop = this.init.dpop;
+    if (dpop && options.method === 'POST' && this.tokenEndpoint !== null && new URL(url).href === this.tokenEndpoint) {
+      headers.dpop = await dpop.proof({ htm: 'POST', url, nonce: this.nonces.get(url) });
+    }
+
+    const response = await undiciFetch(url, { ...options, headers, dispatcher } as Parameters<typeof undiciFetch>[1]) as unknown as Response;
+    this.nonces.remember(url, response.headers.get('dpop-nonce'));
+    return response;
+  }
+
+  private async refreshGrant(configuration: oauth.Configuration, store: RefreshTokenStore): Promise<GrantResponse> {
     const presented = this.refreshToken ?? await store.load();
     if (!presented) {
       throw new PortcullisClientError('refresh_token_missing', 'The refresh token store has no token; authorize the device first.', false);
@@ -176,29 +273,36 @@ export class TokenSource {
     // device must be authorized again.
     const response = await oauth.refreshTokenGrant(configuration, presented);
     const rotated = response.refresh_token ?? presented;
-    // Kept in memory first: the presented token is spent, so even when saving fails this process
-    // must never present it again.
-    this.refreshToken = rotated;
     if (rotated !== presented) {
-      try {
-        await store.save(rotated);
-      } catch {
-        throw new PortcullisClientError('refresh_token_store_failed', 'Saving the rotated refresh token failed; the new access token was not used.', true);
-      }
+      await this.keepRefreshToken(rotated);
     }
     return response;
+  }
+
+  // Kept in memory first: a presented refresh token is spent, so even when saving fails this
+  // process must never present it again.
+  private async keepRefreshToken(token: string): Promise<void> {
+    this.refreshToken = token;
+    const store = this.init.refreshTokenStore;
+    try {
+      await store?.save(token);
+    } catch {
+      throw new PortcullisClientError('refresh_token_store_failed', 'Saving the new refresh token failed; the access token that came with it was not used.', true);
+    }
   }
 
   private discover(): Promise<oauth.Configuration> {
     if (!this.configuration) {
       const dispatcher = this.dispatcher;
-      const customFetch: oauth.CustomFetch = (url, options) => undiciFetch(url, { ...options, dispatcher } as Parameters<typeof undiciFetch>[1]) as unknown as Promise<Response>;
+      const customFetch: oauth.CustomFetch = (url, options) => this.send(url, options, dispatcher);
       const timeout = this.init.timeoutSeconds ?? 30;
       this.configuration = clientAuthentication(this.init.credentials)
         .then((auth) => oauth.discovery(new URL(this.init.issuer), this.init.clientId, undefined, auth, { [oauth.customFetch]: customFetch, algorithm: 'oauth2', timeout }))
         .then((configuration) => {
           configuration[oauth.customFetch] = customFetch;
           configuration.timeout = timeout;
+          const tokenEndpoint = configuration.serverMetadata().token_endpoint;
+          this.tokenEndpoint = tokenEndpoint ? new URL(tokenEndpoint).href : null;
           return configuration;
         });
       this.configuration.catch(() => {

@@ -9,6 +9,8 @@ import type { RevocationNotice } from '../gateway/revocations.ts';
 import { ClusterConnectionSlots } from './connection-slots.ts';
 import { clusterKeys } from './keys.ts';
 import { MessageBridge } from './message-bridge.ts';
+import type { ProofReplayCache } from '../gateway/dpop/replay-cache.ts';
+import { createSharedReplayCache } from './proof-replay.ts';
 import { createRedisRateLimiterFactory } from './rate-limiters.ts';
 import { describeRedisUrl, RedisLink } from './redis-link.ts';
 import { RevocationBridge } from './revocation-bridge.ts';
@@ -41,6 +43,8 @@ export interface Cluster {
   nodeId: string;
   /** Factory of the handshake rate limiters, which count in Redis. */
   createRateLimiter: RateLimiterFactory;
+  /** DPoP proofs already used on any node. */
+  proofReplayCache: ProofReplayCache;
   /** Takes a connection slot counted across the cluster, for the upgrade handler. */
   reserveSlot(owner: ConnectionOwner, limit: number): Promise<ConnectionSlot | null>;
   /** Tells the other nodes of a revocation recorded here. */
@@ -83,6 +87,7 @@ export async function startCluster(init: ClusterInit): Promise<Cluster> {
   return {
     nodeId,
     createRateLimiter: createRedisRateLimiterFactory(link.commands, keys),
+    proofReplayCache: createSharedReplayCache(link.commands, init.keyPrefix, init.logger),
     reserveSlot: (owner, limit) => slots.reserve(owner, limit),
     announceRevocation: (revocation) => revocations.announce(revocation),
     listenForRevocations: (apply) => { applyRevocation = apply; },

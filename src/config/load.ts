@@ -24,6 +24,8 @@ export const optionSources: readonly OptionSource[] = [
   { option: 'redisKeyPrefix', flag: 'redis-key-prefix', env: 'PORTCULLIS_REDIS_KEY_PREFIX' },
   { option: 'tlsCertFile', flag: 'tls-cert', env: 'PORTCULLIS_TLS_CERT' },
   { option: 'tlsKeyFile', flag: 'tls-key', env: 'PORTCULLIS_TLS_KEY' },
+  { option: 'tlsClientCaFile', flag: 'tls-client-ca', env: 'PORTCULLIS_TLS_CLIENT_CA' },
+  { option: 'tlsClientCertHeader', flag: 'tls-client-cert-header', env: 'PORTCULLIS_TLS_CLIENT_CERT_HEADER' },
   { option: 'accessTokenTtlSeconds', flag: 'access-token-ttl', env: 'PORTCULLIS_ACCESS_TOKEN_TTL' },
   { option: 'refreshTokenTtlSeconds', flag: 'refresh-token-ttl', env: 'PORTCULLIS_REFRESH_TOKEN_TTL' },
   { option: 'allowedOrigins', flag: 'allowed-origin', env: 'PORTCULLIS_ALLOWED_ORIGINS', list: true },

@@ -6,6 +6,8 @@ import {
   normalizeOrigin,
   OptionsError,
   requireBoolean,
+  requireCaBundleFile,
+  requireHeaderName,
   requireHttpsUrl,
   requireInteger,
   requireKeyPrefix,
@@ -55,6 +57,17 @@ export interface Options {
   tlsCertFile: string | null;
   /** PEM private key matching `tlsCertFile`. */
   tlsKeyFile: string | null;
+  /**
+   * PEM bundle of the CAs that sign device certificates. When set, the HTTPS listener requests an
+   * optional client certificate and the auth server issues certificate-bound tokens (RFC 8705).
+   * Default none.
+   */
+  tlsClientCaFile: string | null;
+  /**
+   * Lower-case name of the header in which a TLS-terminating proxy in `trustedProxies` forwards the
+   * client certificate (RFC 9440 `Client-Cert`, or nginx's URL-encoded PEM). Default none.
+   */
+  tlsClientCertHeader: string | null;
   /** Lifetime of access tokens in seconds. Default 600. */
   accessTokenTtlSeconds: number;
   /** Lifetime of refresh tokens in seconds. Default 14 days. */
@@ -137,6 +150,8 @@ export const defaultOptions: Readonly<Options> = Object.freeze({
   redisKeyPrefix: 'portcullis:',
   tlsCertFile: null,
   tlsKeyFile: null,
+  tlsClientCaFile: null,
+  tlsClientCertHeader: null,
   accessTokenTtlSeconds: 600,
   refreshTokenTtlSeconds: 14 * 24 * 3600,
   allowedOrigins: [],
@@ -245,6 +260,28 @@ function validatePlainPort(value: unknown, port: number, trustedProxies: readonl
   return plainPort;
 }
 
+type ClientCertificates = Pick<Options, 'tlsClientCaFile' | 'tlsClientCertHeader'>;
+
+/**
+ * Checks the client certificate options. The header is believed only from a trusted proxy, and a
+ * certificate is of use only when the auth server accepts certificates, so it needs both.
+ */
+function validateClientCertificates(merged: Record<string, unknown>, trustedProxies: readonly string[]): ClientCertificates {
+  const tlsClientCaFile = merged.tlsClientCaFile === null ? null : requireCaBundleFile('tlsClientCaFile (--tls-client-ca)', merged.tlsClientCaFile);
+  if (merged.tlsClientCertHeader === null) {
+    return { tlsClientCaFile, tlsClientCertHeader: null };
+  }
+
+  const tlsClientCertHeader = requireHeaderName('tlsClientCertHeader (--tls-client-cert-header)', merged.tlsClientCertHeader);
+  if (trustedProxies.length === 0) {
+    throw new OptionsError('tlsClientCertHeader (--tls-client-cert-header) needs trustedProxies (--trusted-proxy), because the header is believed only from a listed TLS-terminating proxy. Add the proxy\'s address with --trusted-proxy.');
+  }
+  if (tlsClientCaFile === null) {
+    throw new OptionsError('tlsClientCertHeader (--tls-client-cert-header) needs tlsClientCaFile (--tls-client-ca), which turns on certificate-bound tokens. Add --tls-client-ca with the CAs that sign device certificates.');
+  }
+  return { tlsClientCaFile, tlsClientCertHeader };
+}
+
 // Kept as the text the operator gave, after the loopback check, so that errors and docs show one form.
 function validateMetricsListen(value: unknown): string {
   parseMetricsListen(value);
@@ -299,6 +336,7 @@ export function validateOptions(input: Record<string, unknown>): Readonly<Option
     redisKeyPrefix: requireKeyPrefix('redisKeyPrefix (--redis-key-prefix)', merged.redisKeyPrefix),
     tlsCertFile,
     tlsKeyFile,
+    ...validateClientCertificates(merged, trustedProxies),
     accessTokenTtlSeconds: requireInteger('accessTokenTtlSeconds (--access-token-ttl)', merged.accessTokenTtlSeconds, 1, 86_400),
     refreshTokenTtlSeconds: requireInteger('refreshTokenTtlSeconds (--refresh-token-ttl)', merged.refreshTokenTtlSeconds, 60, 365 * 86_400),
     allowedOrigins: Object.freeze(allowedOrigins.length > 0 ? allowedOrigins : [publicUrl]) as string[],

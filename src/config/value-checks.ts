@@ -1,6 +1,8 @@
 // Checks of single option values. Each throws an OptionsError that names the option and the fix.
 import net from 'node:net';
 
+import { CertificateFileError, readCaBundle } from '../tls/client-ca.ts';
+
 /** An invalid option: the message names the option path and how to fix it. Exit code 2. */
 export class OptionsError extends Error {
   readonly code = 'invalid_option';
@@ -127,4 +129,27 @@ export function requireHttpsUrl(name: string, value: unknown): string {
     throw new OptionsError(`${name} must be an https:// URL without credentials, query, fragment or spaces, got ${JSON.stringify(text)}.`);
   }
   return text;
+}
+
+/** Checks that `value` names a readable PEM bundle of CA certificates and returns it. */
+export function requireCaBundleFile(name: string, value: unknown): string {
+  const file = requireString(name, value);
+  try {
+    readCaBundle(file);
+  } catch (error) {
+    if (error instanceof CertificateFileError) {
+      throw new OptionsError(`${name}: ${error.message}`);
+    }
+    throw error;
+  }
+  return file;
+}
+
+/** Returns `value` in lower case when it is an HTTP header name (an RFC 9110 token). */
+export function requireHeaderName(name: string, value: unknown): string {
+  const text = requireString(name, value);
+  if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$/.test(text)) {
+    throw new OptionsError(`${name} must be an HTTP header name such as Client-Cert, got ${JSON.stringify(text)}.`);
+  }
+  return text.toLowerCase();
 }

@@ -13,6 +13,7 @@ import { SubscriptionSet } from '../channels/subscriptions.ts';
 import { closeCodes, type ErrorCode } from '../errors.ts';
 import type { TrafficTotals } from '../metrics/traffic.ts';
 import { gatewayClientId } from '../auth/provider.ts';
+import type { DpopVerifier } from './dpop/verifier.ts';
 import { checkReplacementToken } from './in-band-auth.ts';
 import type { ConnectionRegistry } from './registry.ts';
 import { bytesQueuedThisIteration, writeBatched } from './write-batch.ts';
@@ -61,6 +62,8 @@ export interface ConnectionServices {
   verifyToken: (token: string) => Promise<VerifiedToken>;
   /** Checks a token for revocation and returns it as a connection of `kind` may use it, or the refusal. */
   admitToken: (kind: 'browser' | 'device', token: VerifiedToken) => Promise<ErrorCode | VerifiedToken>;
+  /** Verifies the proof that comes with a DPoP-bound token sent in band. */
+  dpop: DpopVerifier;
   /** Called for every message a client publishes, after local delivery (the webhook). */
   onClientPublish?: (message: ChannelMessage) => void;
   /** Totals of received and sent frames and bytes for the metrics; none when metrics are off. */
@@ -198,7 +201,7 @@ function handleFrame(state: ConnectionState, frame: ClientFrame): void {
       answer(state, frame.id, publish(state, frame.channel, frame.data), 'published', frame.channel);
       return;
     case 'auth':
-      reauthenticate(state, frame.id, frame.token).catch((error: unknown) => {
+      reauthenticate(state, frame.id, frame.token, frame.dpop).catch((error: unknown) => {
         state.services.logger.error({ event: 'connection.auth_failed', connection_id: state.connection.id, err: error }, 'in-band authentication failed with an internal error');
         close(state, closeCodes.internalError, 'server_error');
       });
@@ -230,9 +233,9 @@ function publish(state: ConnectionState, channel: string, data: unknown): ErrorC
  * 4403 and the error code as reason. An accepted one may carry fewer scopes, so subscriptions it no
  * longer allows end with an `unsubscribed` frame whose reason is `forbidden`.
  */
-async function reauthenticate(state: ConnectionState, id: MessageId | null, presented: string): Promise<void> {
+async function reauthenticate(state: ConnectionState, id: MessageId | null, presented: string, proof: string | null): Promise<void> {
   const { connection, services } = state;
-  const outcome = await checkReplacementToken(connection, presented, services);
+  const outcome = await checkReplacementToken(connection, { token: presented, proof }, services);
   if (state.closed) {
     return;
   }

@@ -1,6 +1,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 
+import { dpopAlgorithms } from '../auth/dpop.ts';
 import { errorBody, errorCatalogue, type ErrorCode } from '../errors.ts';
 
 /**
@@ -33,8 +34,7 @@ export function rejectUpgrade(socket: Duplex, code: ErrorCode, extraHeaders: Rea
     `X-Portcullis-Error: ${code}`,
   ];
   if (status === 401) {
-    // RFC 6750 section 3: a 401 names the scheme and, for a bad token, the error.
-    headers.push(code === 'token_missing' ? 'WWW-Authenticate: Bearer' : 'WWW-Authenticate: Bearer error="invalid_token"');
+    headers.push(authenticateChallenge(code));
   }
   if (status === 426) {
     headers.push(code === 'tls_required' ? 'Upgrade: TLS/1.2, HTTP/1.1' : 'Upgrade: websocket');
@@ -44,4 +44,16 @@ export function rejectUpgrade(socket: Duplex, code: ErrorCode, extraHeaders: Rea
   socket.end(`${headers.join('\r\n')}\r\n\r\n${body}`);
   // A client that never reads must not keep the socket open.
   setTimeout(() => socket.destroy(), 1000).unref();
+}
+
+/**
+ * The `WWW-Authenticate` line of a 401. RFC 6750 section 3: it names the scheme and, for a bad token,
+ * the error. RFC 9449 section 7.1: a refused proof is answered under the DPoP scheme, with the proof
+ * algorithms the gateway accepts.
+ */
+function authenticateChallenge(code: ErrorCode): string {
+  if (code === 'invalid_dpop_proof') {
+    return `WWW-Authenticate: DPoP error="invalid_dpop_proof", algs="${dpopAlgorithms.join(' ')}"`;
+  }
+  return code === 'token_missing' ? 'WWW-Authenticate: Bearer' : 'WWW-Authenticate: Bearer error="invalid_token"';
 }

@@ -69,6 +69,8 @@ interface UpgradeRequest {
 interface Rejection {
   code: ErrorCode;
   retryAfterSeconds?: number;
+  /** Which part of a check failed, from a fixed set; logged, never sent. */
+  detail?: string;
 }
 
 /**
@@ -142,7 +144,7 @@ export function createUpgradeHandler(init: UpgradeHandlerInit) {
 
     const checkRejection = await runHandshakeChecks(init.checks, state);
     if (checkRejection) {
-      reject(request, socket, { code: checkRejection });
+      reject(request, socket, { code: checkRejection, detail: state.detail });
       return;
     }
 
@@ -288,6 +290,7 @@ export function createUpgradeHandler(init: UpgradeHandlerInit) {
     init.logger.info({
       event: 'handshake.rejected',
       code,
+      detail: rejection.detail,
       retry_after_seconds: retryAfterSeconds,
       path: pathWithoutQuery(request.url),
       origin: truncate(headerValues(request, 'origin')[0]),

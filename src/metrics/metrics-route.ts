@@ -10,7 +10,7 @@ import { challengeFor, verifyBearerCaller } from '../web/bearer-caller.ts';
 export const metricsPath = '/metrics';
 
 /** Server parts the scrape route uses, and the registry it serves. */
-export type MetricsRouteContext = Pick<WebContext, 'store' | 'logger' | 'verifyToken' | 'revocationScope'> & { registry: Registry };
+export type MetricsRouteContext = Pick<WebContext, 'store' | 'logger' | 'verifyToken' | 'revocationScope' | 'dpop' | 'options'> & { registry: Registry };
 
 /** Returns the scrape body and its content type (Prometheus text format 0.0.4). */
 export async function scrape(registry: Registry): Promise<{ contentType: string; body: string }> {

@@ -1,8 +1,10 @@
-import crypto from 'node:crypto';
+import crypto, { X509Certificate } from 'node:crypto';
 
 import type { Insertable, Selectable } from 'kysely';
+import { exportJWK } from 'jose';
 import type { AdapterPayload } from 'oidc-provider';
 
+import { subjectDn } from '../tls/client-ca.ts';
 import { epochSeconds, type Store } from './database.ts';
 import { recordRevocationIn, type Revocation } from './revocation-events.ts';
 import type { DeviceTable } from './schema.ts';
@@ -99,15 +101,31 @@ export async function findDeviceClient(store: Store, clientId: string): Promise<
   } else if (device.auth_method === 'private_key_jwt') {
     metadata.jwks = JSON.parse(device.jwks ?? '{"keys":[]}');
   } else {
-    Object.assign(metadata, certificateClientMetadata(device));
+    Object.assign(metadata, await certificateClientMetadata(device));
   }
   return metadata;
 }
 
 /**
- * Client metadata of a device that authenticates with mutual TLS (RFC 8705 section 2).
- * TODO: filled in with the certificate-bound token work.
+ * Builds the client metadata of a device that authenticates with mutual TLS (RFC 8705 section 2)
+ * from its stored certificate. A `tls_client_auth` device gets the certificate's subject DN. A
+ * `self_signed_tls_client_auth` device gets a JWK Set whose one key carries the certificate in
+ * `x5c`, from which oidc-provider computes the thumbprint it compares. Access tokens are bound to
+ * the certificate unless the device must use DPoP, because oidc-provider refuses to bind one token
+ * to both.
  */
-export function certificateClientMetadata(_device: Device): AdapterPayload {
-  return {};
+export async function certificateClientMetadata(device: Device): Promise<AdapterPayload> {
+  if (device.certificate === null) {
+    throw new Error(`device ${device.client_id} uses ${device.auth_method} but has no stored certificate`);
+  }
+  const certificate = new X509Certificate(device.certificate);
+  const metadata: AdapterPayload = { tls_client_certificate_bound_access_tokens: device.dpop_required !== 1 };
+
+  if (device.auth_method === 'tls_client_auth') {
+    metadata.tls_client_auth_subject_dn = subjectDn(certificate);
+    return metadata;
+  }
+  const jwk = await exportJWK(certificate.publicKey);
+  metadata.jwks = { keys: [{ ...jwk, x5c: [certificate.raw.toString('base64')] }] };
+  return metadata;
 }

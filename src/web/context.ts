@@ -11,6 +11,7 @@ import type { ConnectionRegistry } from '../gateway/registry.ts';
 import type { RevocationScope } from '../gateway/guard/revocation.ts';
 import type { RevocationService } from '../gateway/revocations.ts';
 import type { VerifiedToken } from '../gateway/token-verifier.ts';
+import type { DpopVerifier } from '../gateway/dpop/verifier.ts';
 
 /** Everything the HTTPS routes share. */
 export interface WebContext {
@@ -23,6 +24,8 @@ export interface WebContext {
   revocationScope: RevocationScope;
   /** Verifies an access token exactly as the handshake does. */
   verifyToken: (token: string) => Promise<VerifiedToken>;
+  /** Verifies the DPoP proofs of DPoP-bound tokens at the HTTP API. */
+  dpop: DpopVerifier;
   /** Verifies a session token like `verifyToken` but accepts it up to five minutes past `exp`, for logout and refresh. */
   verifyExpiredSessionToken: (token: string) => Promise<VerifiedToken>;
   bffClient: () => Promise<Configuration>;

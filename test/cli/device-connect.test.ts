@@ -40,6 +40,21 @@ test('once prints the welcome frame', async () => {
   assert.equal(`${result.stdout}${result.stderr}`.includes(device.client_secret), false, 'the secret was printed');
 });
 
+test('dpop connects a device that requires DPoP', async () => {
+  // The auth server refuses every token request of this device that carries no proof.
+  const bound = await addDevice(server, 'cli-dpop-device', ['--dpop-required']);
+  const args = ['device', 'connect', bound.client_id, '--public-url', server.url, '--secret-stdin', '--once'];
+
+  const withoutKey = await runCli(server.dataDir, args, `${bound.client_secret}\n`);
+  const withKey = await runCli(server.dataDir, [...args, '--dpop'], `${bound.client_secret}\n`);
+
+  assert.equal(withoutKey.code, 1);
+  assert.equal(withKey.code, 0, withKey.stderr);
+  const welcome = JSON.parse(withKey.stdout.trim()) as { type: string; client_id: string };
+  assert.equal(welcome.type, 'welcome');
+  assert.equal(welcome.client_id, bound.client_id);
+});
+
 test('once fails on an unreachable issuer', async () => {
   // A loopback port that was free a moment ago: the token request fails with a network error.
   const closedPort = await freePort();

@@ -8,6 +8,8 @@ import { generateKeyPair, importJWK, SignJWT, UnsecuredJWT, type CryptoKey, type
 
 import type { ErrorCode } from '../../src/errors.ts';
 import { buildHandshakeChecks } from '../../src/gateway/guard/index.ts';
+import { createDpopVerifier } from '../../src/gateway/dpop/verifier.ts';
+import { MemoryReplayCache } from '../../src/gateway/dpop/replay-cache.ts';
 import { transportCheck } from '../../src/gateway/guard/transport.ts';
 import type { HandshakeState } from '../../src/gateway/handshake.ts';
 import { rejectUpgrade } from '../../src/gateway/reject.ts';
@@ -152,6 +154,7 @@ test('check order is pinned', () => {
     csrfKey: 'unused',
     allowedOrigins: [],
     trustedProxies: [],
+    dpop: createDpopVerifier({ htu: 'https://gateway.invalid/ws', algorithms: ['ES256'], clockLeewaySeconds: 0, replayCache: new MemoryReplayCache() }),
   });
 
   assert.deepEqual(checks.map((check) => check.name), [

@@ -35,6 +35,7 @@ export const credentialsCheck: HandshakeCheck = {
 
     if (cookies.length === 1) {
       state.kind = 'browser';
+      state.scheme = null;
       state.token = cookies[0] === '' ? null : cookies[0];
       return state.token ? undefined : 'token_missing';
     }
@@ -44,11 +45,14 @@ export const credentialsCheck: HandshakeCheck = {
       return 'token_missing';
     }
 
-    const match = /^Bearer +([^ ]+) *$/i.exec(authorizations[0]);
+    // RFC 9449 section 7.1: a DPoP-bound token travels under its own scheme, with its proof in the
+    // `DPoP` header.
+    const match = /^(Bearer|DPoP) +([^ ]+) *$/i.exec(authorizations[0]);
     if (!match) {
       return 'token_invalid';
     }
-    state.token = match[1];
+    state.scheme = match[1].toLowerCase() === 'dpop' ? 'dpop' : 'bearer';
+    state.token = match[2];
     return undefined;
   },
 };

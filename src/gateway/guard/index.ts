@@ -1,6 +1,7 @@
 import type { Store } from '../../store/database.ts';
 import type { CheckResult, HandshakeCheck, HandshakeState } from '../handshake.ts';
 import { PortcullisError, type ErrorCode } from '../../errors.ts';
+import type { DpopVerifier } from '../dpop/verifier.ts';
 import type { RevocationVerdicts } from '../revocation-verdicts.ts';
 import type { VerifiedToken } from '../token-verifier.ts';
 import { accessTokenCheck } from './access-token.ts';
@@ -26,6 +27,10 @@ export interface GuardInit {
   csrfKey: string;
   allowedOrigins: readonly string[];
   trustedProxies: readonly string[];
+  /** Header in which a trusted proxy forwards the client certificate (`--tls-client-cert-header`); null or absent for none. */
+  clientCertificateHeader?: string | null;
+  /** Verifies the proofs of DPoP-bound tokens. */
+  dpop: DpopVerifier;
   /** Cache of tokens found not revoked. Without it, every handshake reads the database. */
   verdicts?: RevocationVerdicts;
 }
@@ -44,8 +49,8 @@ export function buildHandshakeChecks(init: GuardInit): HandshakeCheck[] {
     subprotocolCheck,
     originCheck(init.allowedOrigins),
     accessTokenCheck(init.verifyToken, init.gatewayClientId, init.builtInIssuer),
-    dpopProofCheck(),
-    certificateBindingCheck(init.trustedProxies),
+    dpopProofCheck(init.dpop),
+    certificateBindingCheck({ trustedProxies: init.trustedProxies, header: init.clientCertificateHeader ?? null }),
     csrfCheck(init.csrfKey),
     clientIdCheck,
     revocationCheck(init.store, { deviceRegistry: init.builtInIssuer }, init.verdicts),

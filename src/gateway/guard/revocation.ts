@@ -6,6 +6,7 @@ import { isTokenRevoked } from '../../store/revocation-events.ts';
 import { isGrantRevoked } from '../../store/revocations.ts';
 import { findUser } from '../../store/users.ts';
 import type { CheckResult, HandshakeCheck, HandshakeState } from '../handshake.ts';
+import { boundKeyThumbprint } from '../dpop/verifier.ts';
 import type { RevocationVerdicts } from '../revocation-verdicts.ts';
 import type { VerifiedToken } from '../token-verifier.ts';
 
@@ -59,6 +60,11 @@ async function lookUpRevocation(store: Store, kind: 'browser' | 'device', verifi
     // registration still passes.
     if (typeof verified.payload.iat !== 'number' || verified.payload.iat < device.created_at) {
       return revoked;
+    }
+    // The auth server already issues such a device only DPoP-bound tokens; checked again here so
+    // that the rule holds at the gateway even if that setting is lost.
+    if (device.dpop_required === 1 && !boundKeyThumbprint(verified)) {
+      return { code: 'token_invalid' };
     }
     // A device approved through the device flow acts for the user who approved it.
     if (verified.grantId && !await userIsActive(store, verified.sub)) {

@@ -1,0 +1,113 @@
+import crypto from 'node:crypto';
+
+import { calculateJwkThumbprint, EmbeddedJWK, jwtVerify, type JWK } from 'jose';
+
+/** The failed part of a rejected DPoP proof; logged, never sent to the client. */
+export type ProofProblem =
+  | 'missing' | 'repeated' | 'malformed' | 'signature' | 'claims'
+  | 'htm' | 'htu' | 'ath' | 'iat' | 'key_mismatch' | 'replayed';
+
+/** A proof that failed one of the checks of RFC 9449 section 4.3. */
+export class ProofError extends Error {
+  readonly problem: ProofProblem;
+
+  constructor(problem: ProofProblem) {
+    super(`DPoP proof refused: ${problem}`);
+    this.problem = problem;
+  }
+}
+
+/** The result of a verified proof: the key's thumbprint, and the `jti` and `iat` for the replay cache. */
+export interface VerifiedProof {
+  jkt: string;
+  jti: string;
+  iat: number;
+}
+
+/** The values a proof must match. */
+export interface ProofExpectations {
+  /** The request method; `GET` for a WebSocket handshake. */
+  htm: string;
+  /** The target URI in `https://` form, without query or fragment. */
+  htu: string;
+  /** The access token the proof accompanies; the proof's `ath` is its SHA-256 hash. */
+  accessToken: string;
+  algorithms: readonly string[];
+  /** Oldest accepted `iat`, and newest, in epoch seconds. */
+  notBefore: number;
+  notAfter: number;
+}
+
+/** Maximum proof length before parsing. A proof with an RSA-4096 key in its header is about 2,000 characters. */
+export const maxProofLength = 8192;
+
+const maxJtiLength = 256;
+const compactJwsPattern = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+
+/** Returns a URL as compared for `htu`: parsed and printed again, without query or fragment. */
+export function normalizedHtu(value: unknown): string | null {
+  if (typeof value !== 'string') {
+    return null;
+  }
+  const url = URL.parse(value);
+  if (!url) {
+    return null;
+  }
+  url.search = '';
+  url.hash = '';
+  return url.href;
+}
+
+/** Computes the `ath` claim for an access token: base64url of the SHA-256 of its ASCII bytes. */
+export function accessTokenHash(accessToken: string): string {
+  return crypto.hash('sha256', accessToken, 'base64url');
+}
+
+/**
+ * Verifies one DPoP proof JWT: `typ: dpop+jwt`, an allowed asymmetric `alg`, a signature by the
+ * public `jwk` of its own header, and the `jti`, `htm`, `htu`, `ath` and `iat` claims. Returns the
+ * key's thumbprint; the caller compares it with the token's `cnf.jkt` and checks replay.
+ */
+export async function verifyProof(proof: string, expected: ProofExpectations): Promise<VerifiedProof> {
+  if (proof.length > maxProofLength || !compactJwsPattern.test(proof)) {
+    throw new ProofError('malformed');
+  }
+
+  let verified: Awaited<ReturnType<typeof jwtVerify>>;
+  try {
+    // EmbeddedJWK rejects a header key with private members, and jose rejects `none` and any `alg`
+    // outside the list.
+    verified = await jwtVerify(proof, EmbeddedJWK, { typ: 'dpop+jwt', algorithms: [...expected.algorithms] });
+  } catch {
+    throw new ProofError('signature');
+  }
+
+  const { payload, protectedHeader } = verified;
+  const { jti, htm, iat } = payload as { jti?: unknown; htm?: unknown; iat?: unknown };
+  if (typeof jti !== 'string' || jti === '' || jti.length > maxJtiLength || typeof iat !== 'number') {
+    throw new ProofError('claims');
+  }
+  if (htm !== expected.htm) {
+    throw new ProofError('htm');
+  }
+  if (normalizedHtu(payload.htu) !== normalizedHtu(expected.htu)) {
+    throw new ProofError('htu');
+  }
+  if (!hashesEqual(payload.ath, accessTokenHash(expected.accessToken))) {
+    throw new ProofError('ath');
+  }
+  if (iat < expected.notBefore || iat > expected.notAfter) {
+    throw new ProofError('iat');
+  }
+
+  const jkt = await calculateJwkThumbprint(protectedHeader.jwk as JWK, 'sha256');
+  return { jkt, jti, iat };
+}
+
+/** Compares two base64url strings in constant time. */
+export function hashesEqual(presented: unknown, expected: string): boolean {
+  if (typeof presented !== 'string' || presented.length !== expected.length) {
+    return false;
+  }
+  return crypto.timingSafeEqual(Buffer.from(presented), Buffer.from(expected));
+}
