@@ -31,7 +31,7 @@ import { startMetricsListener } from './metrics/metrics-listener.ts';
 import { registerMetricsRoute } from './metrics/metrics-route.ts';
 import { createServerMetrics } from './metrics/metrics.ts';
 import { createDpopVerifier } from './gateway/dpop/verifier.ts';
-import { MemoryReplayCache } from './gateway/dpop/replay-cache.ts';
+import { createStoreReplayCache } from './gateway/dpop/store-replay-cache.ts';
 import { buildHandshakeChecks } from './gateway/guard/index.ts';
 import { admitToken } from './gateway/guard/revocation.ts';
 import { ConnectionRegistry } from './gateway/registry.ts';
@@ -137,8 +137,10 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
 
   const registry = new ConnectionRegistry({ logger, expiryWarningSeconds: options.expiryWarningSeconds });
   const broker = new ChannelBroker();
+  // Used DPoP proofs, in the database: the replay cache without Redis, and during a Redis outage.
+  const storedProofs = createStoreReplayCache(store, logger);
   const cluster = options.redisUrl
-    ? await startCluster({ redisUrl: options.redisUrl, keyPrefix: options.redisKeyPrefix, maxPayloadBytes: options.maxPayloadBytes, logger, broker, registry })
+    ? await startCluster({ redisUrl: options.redisUrl, keyPrefix: options.redisKeyPrefix, maxPayloadBytes: options.maxPayloadBytes, logger, broker, registry, proofReplayFallback: storedProofs })
     : null;
   const verdicts = new RevocationVerdicts({ maxAgeMs: verdictMaxAgeMs, maxFeedSilenceMs: verdictMaxFeedSilenceMs });
   const revocations = new RevocationService({ store, registry, logger, announce: cluster?.announceRevocation, verdicts });
@@ -179,7 +181,7 @@ export async function startServer(options: Readonly<Options>, logger: Logger): P
   const revocationScope = { deviceRegistry: trust.builtInIssuer };
   const admitTokenOf = (kind: 'browser' | 'device', token: VerifiedToken) => admitToken(store, kind, token, revocationScope);
   // The `https://` form of the WebSocket URL is also the built-in issuer's audience.
-  const dpop = createDpopVerifier({ htu: gatewayAudience(options), algorithms: dpopAlgorithms, clockLeewaySeconds: options.clockLeewaySeconds, replayCache: cluster?.proofReplayCache ?? new MemoryReplayCache() });
+  const dpop = createDpopVerifier({ htu: gatewayAudience(options), algorithms: dpopAlgorithms, clockLeewaySeconds: options.clockLeewaySeconds, replayCache: cluster?.proofReplayCache ?? storedProofs });
 
   const publicHost = new URL(options.publicUrl).host;
   const trackProviderRequest = createRequestContextTracker();

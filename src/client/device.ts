@@ -203,11 +203,7 @@ export class DeviceClient {
       return { token: cached, fresh: false };
     }
 
-    const token = await this.tokens.fetch();
-    if (this.presenter.dpop && token.type === 'Bearer') {
-      this.logger.warn({ event: 'client.token_not_bound', client_id: this.options.clientId }, 'the token endpoint ignored the DPoP proof and issued a bearer token');
-    }
-    return { token, fresh: true };
+    return { token: await this.tokens.fetch(), fresh: true };
   }
 
   private watch(attempt: Attempt): void {

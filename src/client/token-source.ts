@@ -98,10 +98,14 @@ function isNonceChallenge(error: unknown): boolean {
   return false;
 }
 
-// openid-client lower-cases `token_type`. A DPoP-bound token without a key to prove it is useless;
-// a bearer token in response to a proof means the server ignored the proof, so it is used as bearer.
+// openid-client lower-cases `token_type`. A DPoP-bound token without a key to prove it is useless.
+// A bearer token in response to a proof means the server ignored the proof. It is refused, because a
+// device set up for DPoP must not carry a token that works for whoever copies it.
 function tokenTypeOf(response: oauth.TokenEndpointResponse, dpop: boolean): AccessToken['type'] {
   if (response.token_type !== 'dpop') {
+    if (dpop) {
+      throw new PortcullisClientError('unexpected_token_type', 'The token endpoint ignored the DPoP proof and issued a bearer token.', false);
+    }
     return 'Bearer';
   }
   if (!dpop) {

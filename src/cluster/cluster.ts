@@ -26,6 +26,8 @@ export interface ClusterInit {
   logger: Logger;
   broker: ChannelBroker;
   registry: ConnectionRegistry;
+  /** Decides on DPoP proofs while Redis cannot be reached: the database's record of used proofs. */
+  proofReplayFallback: ProofReplayCache;
 }
 
 /** Redis state of one node, as `/readyz` reports it. */
@@ -87,7 +89,7 @@ export async function startCluster(init: ClusterInit): Promise<Cluster> {
   return {
     nodeId,
     createRateLimiter: createRedisRateLimiterFactory(link.commands, keys),
-    proofReplayCache: createSharedReplayCache(link.commands, init.keyPrefix, init.logger),
+    proofReplayCache: createSharedReplayCache(link.commands, init.keyPrefix, init.logger, init.proofReplayFallback),
     reserveSlot: (owner, limit) => slots.reserve(owner, limit),
     announceRevocation: (revocation) => revocations.announce(revocation),
     listenForRevocations: (apply) => { applyRevocation = apply; },

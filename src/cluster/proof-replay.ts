@@ -6,10 +6,10 @@ import { MemoryReplayCache, type ProofReplayCache } from '../gateway/dpop/replay
 /**
  * Creates a DPoP replay cache shared by every node through Redis (`SET NX PX`), so a proof used on
  * one node is rejected on the others. Each node also keeps its own cache, which rejects the proofs it
- * stored without a round trip. While Redis cannot be reached, the node's own cache decides alone, so
- * a proof replayed to another node within its window is accepted there (docs/security-model.md).
+ * stored without a round trip. While Redis cannot be reached, `fallback` (the database) decides. A
+ * proof recorded in Redis before the outage is unknown there (docs/security-model.md).
  */
-export function createSharedReplayCache(client: Redis, keyPrefix: string, logger: Logger): ProofReplayCache {
+export function createSharedReplayCache(client: Redis, keyPrefix: string, logger: Logger, fallback: ProofReplayCache): ProofReplayCache {
   const local = new MemoryReplayCache();
 
   return {
@@ -18,15 +18,15 @@ export function createSharedReplayCache(client: Redis, keyPrefix: string, logger
         return false;
       }
       if (client.status !== 'ready') {
-        return true;
+        return fallback.firstUse(key, expiresAtMs);
       }
 
       const ttlMs = Math.max(1, Math.ceil(expiresAtMs - Date.now()));
       try {
         return await client.set(`${keyPrefix}${key}`, '1', 'PX', ttlMs, 'NX') === 'OK';
       } catch (error) {
-        logger.warn({ event: 'dpop.replay_cache_unavailable', err: error }, 'the shared DPoP replay cache failed, so this node checked the proof against its own cache only');
-        return true;
+        logger.warn({ event: 'dpop.replay_cache_unavailable', err: error }, 'the DPoP replay cache in Redis failed, so the proof was checked against the database');
+        return fallback.firstUse(key, expiresAtMs);
       }
     },
   };

@@ -159,5 +159,15 @@ export function createMigrations(dialect: DialectName): Record<string, Migration
         await db.schema.alterTable('devices').addColumn('certificate', 'text').execute();
       },
     },
+    '2026-12-05-004-used-proofs': {
+      async up(db: Kysely<any>) {
+        // DPoP proofs already used, kept until their window closes, for deployments without Redis.
+        await db.schema.createTable('used_proofs')
+          .addColumn('key', 'text', (column) => column.primaryKey())
+          .addColumn('expires_at', types.int64, (column) => column.notNull())
+          .execute();
+        await db.schema.createIndex('used_proofs_expires_at').on('used_proofs').column('expires_at').execute();
+      },
+    },
   };
 }

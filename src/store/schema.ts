@@ -92,6 +92,12 @@ export interface RevokedTokenTable {
   expires_at: number;
 }
 
+/** A DPoP proof already used, by the gateway's replay key, until its window closes (epoch seconds). */
+export interface UsedProofTable {
+  key: string;
+  expires_at: number;
+}
+
 /** One stored security event of the audit trail. */
 export interface AuditEventTable {
   id: Generated<number>;
@@ -117,4 +123,5 @@ export interface Database {
   revocation_events: RevocationEventTable;
   revoked_tokens: RevokedTokenTable;
   audit_events: AuditEventTable;
+  used_proofs: UsedProofTable;
 }

@@ -8,7 +8,7 @@ import { before, test } from 'node:test';
 import fc from 'fast-check';
 
 import { dpopAlgorithms } from '../../src/auth/dpop.ts';
-import { accessTokenHash, ProofError, verifyProof, type ProofExpectations } from '../../src/gateway/dpop/proof.ts';
+import { accessTokenHash, normalizedHtu, ProofError, verifyProof, type ProofExpectations } from '../../src/gateway/dpop/proof.ts';
 import { generateProofKey, makeProof, type ProofKey } from '../support/dpop.ts';
 import { testParameters } from './fuzz/fuzz-seed.ts';
 
@@ -77,3 +77,16 @@ function sameDecodedBytes(a: string, b: string): boolean {
   const decode = (value: string) => value.split('.').map((part) => Buffer.from(part, 'base64url').toString('hex')).join('.');
   return crypto.timingSafeEqual(Buffer.from(crypto.hash('sha256', decode(a))), Buffer.from(crypto.hash('sha256', decode(b))));
 }
+
+test('htu normalization accepts RFC 3986 forms only', () => {
+  const expected = 'https://gateway.example/ws';
+  for (const same of ['https://gateway.example/ws', 'HTTPS://Gateway.Example/ws', 'https://gateway.example:443/ws', 'https://gateway.example/ws?x=1#f']) {
+    assert.equal(normalizedHtu(same), expected, same);
+  }
+  for (const malformed of ['https:gateway.example/ws', 'https://gateway.example\\ws', ' https://gateway.example/ws', 'https://gateway.example/ws\t',
+    'https://gate\nway.example/ws', 'https://gateway.example:0443/ws', 'https://gateway.example/./ws', 'https://gateway.example/a/../ws',
+    'https://user@gateway.example/ws', 'https://gateway.example/w\u0001s', 'ftp://gateway.example/ws', '/ws', 42]) {
+    assert.equal(normalizedHtu(malformed), null, String(malformed));
+  }
+  assert.equal(normalizedHtu('https://[::1]:8443/ws'), 'https://[::1]:8443/ws');
+});

@@ -2,6 +2,7 @@
 // the caller's, the retry with the server nonce, refresh with the same key, and what a proof holds.
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 
 import { calculateJwkThumbprint, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, type JWK } from 'jose';
@@ -10,6 +11,7 @@ import { DeviceClient, generateDpopKey, type DpopKeyPair } from '../../src/clien
 import { DpopSigner, proofUrl } from '../../src/client/dpop.ts';
 import { TokenSource, type AccessToken, type RefreshTokenStore } from '../../src/client/token-source.ts';
 import { rememberSecret } from '../support/capture.ts';
+import { startSecondIssuer } from '../support/second-issuer.ts';
 import { approveDevice } from '../support/oauth-flows.ts';
 import { addDevice, addUser, startTestServer, type TestServer } from '../support/server.ts';
 import { clientOptions, logLines, Recorder, stopped, tokensIssued } from './recorder.ts';
@@ -229,4 +231,20 @@ test('refresh keeps the key', async () => {
   } finally {
     await tokens.close();
   }
+});
+
+describe('an issuer that ignores DPoP', () => {
+  test('a bearer token is refused', async () => {
+    const device = { client_id: 'legacy-sensor', client_secret: crypto.randomBytes(32).toString('base64url'), scope: 'subscribe:devices/legacy-sensor/#' };
+    rememberSecret(device.client_secret);
+    const issuer = await startSecondIssuer([device], ['https://gateway.test/ws'], { dpop: false });
+    const tokens = new TokenSource({ issuer: issuer.url, clientId: device.client_id, credentials: { clientSecret: device.client_secret }, ca: fs.readFileSync(issuer.caFile, 'utf8'), dpop: new DpopSigner(true) });
+
+    try {
+      await assert.rejects(tokens.fetch(), (error: Error & { code?: string }) => error.code === 'unexpected_token_type');
+    } finally {
+      await tokens.close();
+      await issuer.stop();
+    }
+  });
 });

@@ -6,10 +6,10 @@ import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 
 import { MemoryReplayCache } from '../../src/gateway/dpop/replay-cache.ts';
-import { startNodePair, type NodePair } from '../support/cluster.ts';
+import { startNodePair, waitForReadiness, type NodePair } from '../support/cluster.ts';
 import { dpopDeviceToken, generateProofKey, handshakeProof, type ProofKey } from '../support/dpop.ts';
 import { rawHandshake } from '../support/raw-handshake.ts';
-import { deleteKeys, sharedRedisUrl, uniqueKeyPrefix } from '../support/redis.ts';
+import { deleteKeys, sharedRedisUrl, ThrowawayRedisServer, uniqueKeyPrefix } from '../support/redis.ts';
 import { addDevice, type TestServer } from '../support/server.ts';
 
 const clientId = 'replay-sensor';
@@ -57,6 +57,66 @@ describe('the shared DPoP replay cache', () => {
     assert.ok(stored.length >= 1);
     const ttlMs = await redis.pttl(stored[0]);
     assert.ok(ttlMs > 0, `the key has no expiry (${ttlMs})`);
+  });
+});
+
+describe('replay across nodes without Redis', () => {
+  let pair: NodePair;
+  let key: ProofKey;
+  let accessToken: string;
+
+  before(async () => {
+    pair = await startNodePair();
+    key = await generateProofKey();
+    accessToken = await dpopDeviceToken(pair.a, await addDevice(pair.a, 'shared-db-sensor'), key);
+  });
+
+  after(async () => {
+    await pair.close();
+  });
+
+  test('the shared database rejects the replay', testOptions, async () => {
+    const proof = await handshakeProof(pair.a, key, accessToken);
+    const headers = { Authorization: `DPoP ${accessToken}`, DPoP: proof, 'X-Client-Id': 'shared-db-sensor' };
+
+    assert.equal((await rawHandshake({ port: pair.a.port, ca: pair.a.caPem, headers })).status, 101);
+    const replayed = await rawHandshake({ port: pair.b.port, ca: pair.b.caPem, headers });
+
+    assert.equal(replayed.status, 401);
+    assert.equal(replayed.headers['x-portcullis-error'], 'invalid_dpop_proof');
+  });
+});
+
+describe('replay during a Redis outage', () => {
+  let redis: ThrowawayRedisServer;
+  let pair: NodePair;
+  let key: ProofKey;
+  let accessToken: string;
+
+  before(async () => {
+    redis = await ThrowawayRedisServer.start('proof replay outage password');
+    pair = await startNodePair({ redisUrl: redis.url, redisKeyPrefix: uniqueKeyPrefix('proof-outage') });
+    key = await generateProofKey();
+    accessToken = await dpopDeviceToken(pair.a, await addDevice(pair.a, 'outage-sensor'), key);
+  });
+
+  after(async () => {
+    await pair?.close();
+    await redis?.destroy();
+  });
+
+  test('the database decides while Redis is down', testOptions, async () => {
+    await redis.stop();
+    await waitForReadiness(pair.a, 'degraded');
+    await waitForReadiness(pair.b, 'degraded');
+    const proof = await handshakeProof(pair.a, key, accessToken);
+    const headers = { Authorization: `DPoP ${accessToken}`, DPoP: proof, 'X-Client-Id': 'outage-sensor' };
+
+    assert.equal((await rawHandshake({ port: pair.a.port, ca: pair.a.caPem, headers })).status, 101);
+    const replayed = await rawHandshake({ port: pair.b.port, ca: pair.b.caPem, headers });
+
+    assert.equal(replayed.status, 401);
+    assert.equal(replayed.headers['x-portcullis-error'], 'invalid_dpop_proof');
   });
 });
 

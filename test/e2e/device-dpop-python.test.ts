@@ -3,16 +3,11 @@
 // nonce challenge, connects with `Authorization: DPoP` and a proof, and is refused when it replays
 // the proof or presents the bound token as a bearer token.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import path from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { addDevice, repositoryRoot, startTestServer, type TestServer } from '../support/server.ts';
+import { runPythonDevice } from '../support/python-device.ts';
+import { addDevice, startTestServer, type TestServer } from '../support/server.ts';
 
-const pythonPath = '/usr/bin/python3';
-const clientScript = path.join(repositoryRoot, 'test/e2e/python/dpop_client.py');
-// Upper bound on the whole script run. The script's own network timeouts are 10 s each.
-const scriptKillAfterMs = 60_000;
 
 interface ConnectOutcome {
   accepted: boolean;
@@ -30,21 +25,6 @@ interface PythonDpopResult {
   as_bearer: ConnectOutcome;
 }
 
-/** Runs the Python client with the secret in its environment only, and no proxy variables. */
-function runPythonClient(server: TestServer, device: { client_id: string; client_secret: string }): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const args = [clientScript, '--port', String(server.port), '--ca-file', path.join(server.dataDir, 'ca.pem'), '--client-id', device.client_id];
-  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', PORTCULLIS_CLIENT_SECRET: device.client_secret };
-
-  return new Promise((resolve, reject) => {
-    const child = spawn(pythonPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'], timeout: scriptKillAfterMs });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => { stdout += chunk; });
-    child.stderr.on('data', (chunk) => { stderr += chunk; });
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 let server: TestServer;
 let device: { client_id: string; client_secret: string };
@@ -53,7 +33,7 @@ let result: PythonDpopResult;
 before(async () => {
   server = await startTestServer();
   device = await addDevice(server, 'python-dpop-device');
-  const run = await runPythonClient(server, device);
+  const run = await runPythonDevice('dpop_client.py', server, device);
   assert.equal(run.code, 0, `dpop_client.py failed:\n${run.stderr}`);
   result = JSON.parse(run.stdout.trim()) as PythonDpopResult;
 });

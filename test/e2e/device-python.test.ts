@@ -2,19 +2,14 @@
 // token with its client secret, connects, publishes to its own commands channel and receives the
 // message, and is rejected when it moves the token into the URL.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import path from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { addDevice, repositoryRoot, startTestServer, type TestServer } from '../support/server.ts';
+import { runPythonDevice } from '../support/python-device.ts';
+import { addDevice, startTestServer, type TestServer } from '../support/server.ts';
 import { commandsChannel } from '../support/websocket.ts';
 
-const pythonPath = '/usr/bin/python3';
-const clientScript = path.join(repositoryRoot, 'test/e2e/python/device_client.py');
 // MESSAGE_DATA of device_client.py, written out again so the test does not trust the script's report of it.
 const pythonMessageData = { text: 'hello from python websockets', sequence: 1 };
-// Upper bound on the whole script run. The script's own network timeouts are 10 s each.
-const scriptKillAfterMs = 60_000;
 
 /** The one JSON line `device_client.py` prints. */
 interface PythonClientResult {
@@ -33,27 +28,6 @@ interface PythonClientResult {
   query_auth: { accepted: boolean; status: number; error: string | null };
 }
 
-interface ScriptRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the Python client with the secret in its environment only, and no proxy variables. */
-function runPythonClient(server: TestServer, device: { client_id: string; client_secret: string }): Promise<ScriptRun> {
-  const args = [clientScript, '--port', String(server.port), '--ca-file', path.join(server.dataDir, 'ca.pem'), '--client-id', device.client_id];
-  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', PORTCULLIS_CLIENT_SECRET: device.client_secret };
-
-  return new Promise((resolve, reject) => {
-    const child = spawn(pythonPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'], timeout: scriptKillAfterMs });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => { stdout += chunk; });
-    child.stderr.on('data', (chunk) => { stderr += chunk; });
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 let server: TestServer;
 let device: { client_id: string; client_secret: string };
@@ -62,7 +36,7 @@ let result: PythonClientResult;
 before(async () => {
   server = await startTestServer();
   device = await addDevice(server, 'python-device');
-  const run = await runPythonClient(server, device);
+  const run = await runPythonDevice('device_client.py', server, device);
   assert.equal(run.code, 0, `device_client.py failed:\n${run.stderr}`);
   result = JSON.parse(run.stdout.trim()) as PythonClientResult;
 });

@@ -1,14 +1,14 @@
 // Telemetry from a device written with Python `websockets` reaches its owner's page in Debian's
 // Chromium, another user's page is refused the device's channels, and the device receives a command.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 
 import type { Page } from 'playwright-core';
 
 import { launchChromium, type TestBrowser } from '../support/chromium.ts';
-import { addDevice, addUser, deviceToken, repositoryRoot, startTestServer, type TestServer } from '../support/server.ts';
+import { runPythonDevice } from '../support/python-device.ts';
+import { addDevice, addUser, deviceToken, startTestServer, type TestServer } from '../support/server.ts';
 import { openDeviceSocket, type GatewaySocket } from '../support/websocket.ts';
 
 const users = {
@@ -19,8 +19,6 @@ type Username = keyof typeof users;
 
 const meterId = 'meter-1';
 const telemetryCount = 5;
-const pythonPath = '/usr/bin/python3';
-const clientScript = path.join(repositoryRoot, 'test/e2e/python/telemetry_client.py');
 // Upper bound on the whole script run. The script's own network timeouts are 10 s and 60 s.
 const scriptKillAfterMs = 120_000;
 // A safety stop for each step. No assertion depends on how long anything took.
@@ -46,12 +44,6 @@ interface PythonResult {
   forbidden: PageFrame;
   published: PageFrame[];
   command: PageFrame;
-}
-
-interface ScriptRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
 }
 
 let server: TestServer;
@@ -118,21 +110,6 @@ function messages(frames: PageFrame[]): PageFrame[] {
   return frames.filter((frame) => frame.type === 'message');
 }
 
-/** Runs the Python device with the secret in its environment only, and no proxy variables. */
-function runPythonDevice(): Promise<ScriptRun> {
-  const args = [clientScript, '--port', String(server.port), '--ca-file', path.join(server.dataDir, 'ca.pem'), '--client-id', meterId, '--count', String(telemetryCount)];
-  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', PORTCULLIS_CLIENT_SECRET: device.client_secret };
-
-  return new Promise((resolve, reject) => {
-    const child = spawn(pythonPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'], timeout: scriptKillAfterMs });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => { stdout += chunk; });
-    child.stderr.on('data', (chunk) => { stderr += chunk; });
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 before(async () => {
   server = await startTestServer();
@@ -194,7 +171,7 @@ test('other user is refused the meter', stepTimeout, async () => {
 });
 
 test('python telemetry reaches the owner', stepTimeout, async () => {
-  const run = runPythonDevice();
+  const run = runPythonDevice('telemetry_client.py', server, device, { extraArgs: ['--count', String(telemetryCount)], killAfterMs: scriptKillAfterMs });
   await waitForFrames(pages.alice, { type: 'message', channel: `devices/${meterId}/telemetry` }, telemetryCount);
 
   const telemetry = messages(await framesOf(pages.alice));

@@ -115,7 +115,14 @@ describe('the DPoP handshake', () => {
   });
 
   test('refused: a proof for another htu', testOptions, async () => {
-    for (const htu of [`${server.url}/oauth/token`, `https://elsewhere.invalid/ws`, `wss://localhost:${server.port}/ws`, `http://localhost:${server.port}/ws`]) {
+    const port = server.port;
+    for (const htu of [
+      `${server.url}/oauth/token`, 'https://elsewhere.invalid/ws', `wss://localhost:${port}/ws`, `http://localhost:${port}/ws`,
+      // Spellings the WHATWG URL parser would repair into the right URL.
+      `https:localhost:${port}/ws`, `https://localhost:${port}\\ws`, ` https://localhost:${port}/ws`, `https://localhost:${port}/ws\t`,
+      `https://local\nhost:${port}/ws`, `https://localhost:0${port}/ws`, `https://localhost:${port}/./ws`, `https://localhost:${port}/a/../ws`,
+      `https://user@localhost:${port}/ws`,
+    ]) {
       assertProofRefused(await handshake(dpopHeaders(accessToken, await handshakeProof(server, key, accessToken, { htu }))), `htu ${htu}`);
     }
   });
@@ -311,5 +318,27 @@ describe('DPoP-bound tokens at POST /api/publish', () => {
 
     assert.equal(response.status, 401);
     assert.equal(response.error, 'token_invalid');
+  });
+});
+
+describe('replay across a restart without Redis', () => {
+  test('a used proof is refused after a restart', testOptions, async () => {
+    const first = await startTestServer();
+    const restartedDevice = await addDevice(first, 'restart-sensor');
+    const accessToken = await dpopDeviceToken(first, restartedDevice, key);
+    const proof = await handshakeProof(first, key, accessToken);
+    const headers = { Authorization: `DPoP ${accessToken}`, DPoP: proof, 'X-Client-Id': 'restart-sensor' };
+    assert.equal((await rawHandshake({ port: first.port, ca: first.caPem, headers })).status, 101);
+    await first.close();
+
+    const second = await startTestServer({ dataDir: first.dataDir, port: first.port });
+    try {
+      const replayed = await rawHandshake({ port: second.port, ca: second.caPem, headers });
+
+      assert.equal(replayed.status, 401);
+      assert.equal(replayed.headers['x-portcullis-error'], 'invalid_dpop_proof');
+    } finally {
+      await second.close();
+    }
   });
 });

@@ -53,7 +53,7 @@ export async function generateRsaJwk(kid: string): Promise<JWK> {
  * Starts the second issuer on a free loopback port. Tokens for every resource in `audiences` are
  * RFC 9068 JWTs signed with RS256; the client's registered scope is granted in full.
  */
-export async function startSecondIssuer(clients: IssuerClient[], audiences: string[]): Promise<SecondIssuer> {
+export async function startSecondIssuer(clients: IssuerClient[], audiences: string[], settings: { dpop?: boolean } = {}): Promise<SecondIssuer> {
   const dataDir = temporaryDataDir();
   const tls = await loadTlsMaterial({ dataDir, certFile: null, keyFile: null });
   const port = await freePort();
@@ -75,6 +75,8 @@ export async function startSecondIssuer(clients: IssuerClient[], audiences: stri
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
+      // Off to play an issuer that ignores DPoP proofs and issues bearer tokens.
+      dPoP: { enabled: settings.dpop ?? true },
       resourceIndicators: {
         enabled: true,
         defaultResource: async () => audiences[0],

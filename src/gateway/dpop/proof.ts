@@ -79,9 +79,21 @@ async function embeddedPublicKey(header: JWSHeaderParameters): Promise<{ key: Cr
 }
 const compactJwsPattern = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
-/** Returns a URL as compared for `htu`: parsed and printed again, without query or fragment. */
+// An absolute http(s) URI in RFC 3986 syntax: `//` after the scheme, no userinfo, no white space,
+// control characters or backslashes, and a port without leading zeros. The WHATWG parser below
+// would repair all of these, and RFC 9449 section 4.3 compares after RFC 3986 normalization only.
+const htuPattern = /^https?:\/\/(\[[0-9a-f:.]+\]|[^\s\x00-\x1f\x7f\\/?#@:[\]]+)(:[1-9][0-9]{0,4})?(\/[^\s\x00-\x1f\x7f\\?#]*)?(\?[^\s\x00-\x1f\x7f\\#]*)?(#[^\s\x00-\x1f\x7f\\]*)?$/i;
+const dotSegment = /\/\.\.?(\/|$)/;
+
+/**
+ * Returns a URL as compared for `htu`: parsed and printed again, without query or fragment. Returns
+ * null for a value that is not an absolute http(s) URI in RFC 3986 syntax, or has dot segments.
+ */
 export function normalizedHtu(value: unknown): string | null {
-  if (typeof value !== 'string') {
+  if (typeof value !== 'string' || !htuPattern.test(value)) {
+    return null;
+  }
+  if (dotSegment.test(value.replace(/[?#].*$/s, ''))) {
     return null;
   }
   const url = URL.parse(value);
