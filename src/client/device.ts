@@ -20,13 +20,13 @@ import {
   type StateChange,
   type Welcome,
 } from './policy.ts';
-import { trustContext } from './trust.ts';
+import { trustContext, type ClientCertificate } from './trust.ts';
 import { withChannelLogging, type ClientLogger, type DeviceClientOptions } from './device-options.ts';
 import { authFrame, handshakeHeaders, type Presenter } from './token-presentation.ts';
-import { TokenSource, type AccessToken, type DeviceCredentials, type RefreshTokenStore } from './token-source.ts';
+import { certificateOf, TokenSource, type AccessToken, type DeviceCredentials, type RefreshTokenStore } from './token-source.ts';
 
 export { authorizeDevice, Backoff, generateDpopKey, PortcullisClientError };
-export type { BackoffOptions, ClientLogger, ClientState, DeviceAuthorizationOptions, DeviceAuthorizationPrompt, DeviceClientOptions, DeviceCredentials, DpopKeyPair, DpopOption, RefreshTokenStore, StateChange, Welcome };
+export type { BackoffOptions, ClientCertificate, ClientLogger, ClientState, DeviceAuthorizationOptions, DeviceAuthorizationPrompt, DeviceClientOptions, DeviceCredentials, DpopKeyPair, DpopOption, RefreshTokenStore, StateChange, Welcome };
 export type { ChannelMessage, ChannelOptions, ChannelRequestCode, Publisher, SubscribedEvent, SubscriptionEndedEvent };
 
 /** The subprotocol the device offers. */
@@ -185,7 +185,7 @@ export class DeviceClient {
     const socket = new WebSocket(this.options.url, [applicationProtocol], {
       headers,
       // Passed on to tls.connect; `ws` does not list it in its option types.
-      ...{ secureContext: trustContext(this.options.ca) },
+      ...{ secureContext: trustContext(this.options.ca, certificateOf(this.options.credentials)) },
       handshakeTimeout: this.options.handshakeTimeoutMs ?? 10_000,
       maxPayload: this.options.maxPayloadBytes ?? 1024 * 1024,
       perMessageDeflate: false,

@@ -6,13 +6,20 @@ import { Agent, fetch as undiciFetch } from 'undici';
 
 import { DpopSigner, NonceCache } from './dpop.ts';
 import { PortcullisClientError } from './policy.ts';
-import { trustContext } from './trust.ts';
+import { trustContext, type ClientCertificate } from './trust.ts';
 
 /** Client authentication of a device at the token endpoint. */
 export type DeviceCredentials =
   | { clientSecret: string }
   | { privateKey: CryptoKey | KeyObject; alg?: string }
+  /** Mutual TLS (RFC 8705): the device presents this certificate, and its tokens are bound to it. */
+  | { certificate: ClientCertificate }
   | { none: true };
+
+/** Returns the client certificate of certificate credentials, or undefined for any others. */
+export function certificateOf(credentials: DeviceCredentials): ClientCertificate | undefined {
+  return 'certificate' in credentials ? credentials.certificate : undefined;
+}
 
 /**
  * Storage of a device's refresh token. `save` must be durable when it resolves, because the server
@@ -83,6 +90,10 @@ async function clientAuthentication(credentials: DeviceCredentials): Promise<oau
   if ('privateKey' in credentials) {
     return oauth.PrivateKeyJwt(await signingKey(credentials.privateKey, credentials.alg));
   }
+  if ('certificate' in credentials) {
+    // The TLS handshake authenticates the device, so the request names only its client id.
+    return oauth.TlsClientAuth();
+  }
   return oauth.None();
 }
 
@@ -149,7 +160,7 @@ export class TokenSource {
 
   constructor(init: TokenSourceInit) {
     this.init = init;
-    this.dispatcher = new Agent({ connect: { secureContext: trustContext(init.ca) } });
+    this.dispatcher = new Agent({ connect: { secureContext: trustContext(init.ca, certificateOf(init.credentials)) } });
   }
 
   /** The last token received, whether or not it has expired; null before the first. */
