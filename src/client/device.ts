@@ -1,5 +1,6 @@
 import WebSocket from 'ws';
 
+import { applicationProtocol, rejectionOf, startAttempt, type Attempt } from './attempt.ts';
 import { Backoff, nextRetry, type BackoffOptions } from './backoff.ts';
 import { authorizeDevice, type DeviceAuthorizationOptions, type DeviceAuthorizationPrompt } from './device-authorization.ts';
 import { ChannelRequests, type ChannelMessage, type ChannelOptions, type ChannelRequestCode, type Publisher, type SubscribedEvent, type SubscriptionEndedEvent } from './channels.ts';
@@ -10,7 +11,6 @@ import {
   dpopProofErrors,
   mayRefreshNow,
   parseFrameObject,
-  parseRetryAfter,
   PortcullisClientError,
   readControlFrame,
   refreshDelayMs,
@@ -20,32 +20,16 @@ import {
   type StateChange,
   type Welcome,
 } from './policy.ts';
-import { trustContext, type ClientCertificate } from './trust.ts';
+import type { ClientCertificate } from './trust.ts';
 import { withChannelLogging, type ClientLogger, type DeviceClientOptions } from './device-options.ts';
 import { authFrame, handshakeHeaders, type Presenter } from './token-presentation.ts';
-import { certificateOf, TokenSource, type AccessToken, type DeviceCredentials, type RefreshTokenStore } from './token-source.ts';
+import { TokenSource, type AccessToken, type DeviceCredentials, type RefreshTokenStore } from './token-source.ts';
 
-export { authorizeDevice, Backoff, generateDpopKey, PortcullisClientError };
+export { applicationProtocol, authorizeDevice, Backoff, generateDpopKey, PortcullisClientError };
 export type { BackoffOptions, ClientCertificate, ClientLogger, ClientState, DeviceAuthorizationOptions, DeviceAuthorizationPrompt, DeviceClientOptions, DeviceCredentials, DpopKeyPair, DpopOption, RefreshTokenStore, StateChange, Welcome };
 export type { ChannelMessage, ChannelOptions, ChannelRequestCode, Publisher, SubscribedEvent, SubscriptionEndedEvent };
 
-/** The subprotocol the device offers. */
-export const applicationProtocol = 'portcullis.v1';
-
 const silentLogger: ClientLogger = { debug() {}, info() {}, warn() {} };
-
-/** The socket of one connection attempt and what is known about it. */
-interface Attempt {
-  socket: WebSocket;
-  tokenWasFresh: boolean;
-  rejection: Rejection | null;
-  welcome: Welcome | null;
-  openedAtMs: number | null;
-  /** Resolvers of `refresh` calls waiting for `auth_ok`. */
-  authWaiters: Array<() => void>;
-  /** Clamped `after_ms` of the latest `reconnect` frame on this connection, in milliseconds. */
-  reconnectAfterMs: number | null;
-}
 
 /**
  * A long-lived device connection to a Portcullis gateway. It gets tokens with openid-client,
@@ -182,16 +166,7 @@ export class DeviceClient {
       return;
     }
 
-    const socket = new WebSocket(this.options.url, [applicationProtocol], {
-      headers,
-      // Passed on to tls.connect; `ws` does not list it in its option types.
-      ...{ secureContext: trustContext(this.options.ca, certificateOf(this.options.credentials)) },
-      handshakeTimeout: this.options.handshakeTimeoutMs ?? 10_000,
-      maxPayload: this.options.maxPayloadBytes ?? 1024 * 1024,
-      perMessageDeflate: false,
-      followRedirects: false,
-    });
-    const attempt: Attempt = { socket, tokenWasFresh: fresh, rejection: null, welcome: null, openedAtMs: null, authWaiters: [], reconnectAfterMs: null };
+    const attempt = startAttempt(this.options, headers, fresh);
     this.attempt = attempt;
     this.watch(attempt);
   }
@@ -215,12 +190,7 @@ export class DeviceClient {
 
     socket.once('unexpected-response', (_request, response) => {
       this.presenter.nonces.remember(this.options.url, response.headers['dpop-nonce']);
-      const header = response.headers['x-portcullis-error'];
-      attempt.rejection = {
-        status: response.statusCode ?? 0,
-        code: typeof header === 'string' ? header : null,
-        retryAfterMs: parseRetryAfter(response.headers['retry-after'], Date.now()),
-      };
+      attempt.rejection = rejectionOf(response);
       response.resume();
       socket.terminate();
     });
