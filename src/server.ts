@@ -5,8 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 
-import formbody from '@fastify/formbody';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify from 'fastify';
 import { sql } from 'kysely';
 import type { Logger } from 'pino';
 
@@ -17,14 +16,12 @@ import { LoginThrottle } from './auth/login-throttle.ts';
 import { createRequestContextTracker } from './auth/request-context.ts';
 import { createAuthServer, gatewayAudience, gatewayClientId } from './auth/provider.ts';
 import { dpopAlgorithms } from './auth/dpop.ts';
-import { registerInteractionRoutes } from './auth/interactions.ts';
 import type { Options } from './config/options.ts';
 import { ChannelBroker } from './channels/broker.ts';
 import { startCluster } from './cluster/cluster.ts';
 import { ThrottledWarning } from './cluster/throttled-warning.ts';
 import { publishAsOperator } from './channels/publish.ts';
 import { createWebhookDispatcher } from './channels/webhook.ts';
-import { errorBody, PortcullisError, unavailableRetryAfterSeconds } from './errors.ts';
 import { startAdminSocket } from './gateway/admin-socket.ts';
 import { parseMetricsListen } from './metrics/listen-address.ts';
 import { startMetricsListener } from './metrics/metrics-listener.ts';
@@ -56,16 +53,11 @@ import { createClientErrorHandler } from './web/client-errors.ts';
 import { capHeaderLines, hasTooManyHeaderLines, sendTooManyHeaderLines } from './web/header-lines.ts';
 import { hostCheckOptions, rejectInvalidHost, routeNodeDefaults } from './web/node-defaults.ts';
 import type { WebContext } from './web/context.ts';
+import { configureRoutes } from './web/configure-routes.ts';
 import type { VerifiedToken } from './gateway/token-verifier.ts';
 import { createLocalFetch } from './web/local-fetch.ts';
 import { createPlainListener } from './web/plain-listener.ts';
 import { applySecurityHeaders } from './web/security-headers.ts';
-import { registerWebSocketPathRoute } from './gateway/websocket-path-route.ts';
-import { registerHealthRoutes } from './web/health-routes.ts';
-import { registerPublishRoute } from './web/publish-route.ts';
-import { registerSessionRoutes } from './web/session-routes.ts';
-import { registerStaticRoutes } from './web/static-routes.ts';
-import { registerAdminRoutes } from './admin/routes.ts';
 
 /** A started Portcullis server. */
 export interface RunningServer {
@@ -396,47 +388,6 @@ async function listen(server: http.Server, port: number, host: string): Promise<
     });
   });
   return (server.address() as AddressInfo).port;
-}
-
-async function configureRoutes(app: FastifyInstance, context: WebContext, role: { servesAuth: boolean; servesGateway: boolean }): Promise<void> {
-  await app.register(formbody, { bodyLimit: 16 * 1024 });
-
-  app.setErrorHandler((error, _request, reply) => {
-    if (error instanceof PortcullisError) {
-      if (error.code === 'temporarily_unavailable') {
-        reply.header('retry-after', String(unavailableRetryAfterSeconds));
-      }
-      return reply.code(error.status).send(errorBody(error.code));
-    }
-    const status = (error as { statusCode?: number }).statusCode ?? 500;
-    if (status === 404) {
-      return reply.code(404).send(errorBody('not_found'));
-    }
-    if (status === 405) {
-      return reply.code(405).send(errorBody('method_not_allowed'));
-    }
-    if (status >= 400 && status < 500) {
-      return reply.code(status).send(errorBody('invalid_request'));
-    }
-    context.logger.error({ event: 'http.server_error', err: error }, 'request failed with an internal error');
-    return reply.code(500).send(errorBody('server_error'));
-  });
-  app.setNotFoundHandler((_request, reply) => reply.code(404).send(errorBody('not_found')));
-
-  registerHealthRoutes(app, context);
-  if (role.servesAuth) {
-    await registerStaticRoutes(app);
-    registerSessionRoutes(app, context);
-    registerInteractionRoutes(app, context);
-  }
-  // The console needs both the browser login and this process's live connections.
-  if (role.servesAuth && role.servesGateway) {
-    registerAdminRoutes(app, context);
-  }
-  if (role.servesGateway) {
-    registerPublishRoute(app, context);
-    registerWebSocketPathRoute(app);
-  }
 }
 
 function attachServerListeners(server: https.Server, upgradeListener: (request: IncomingMessage, socket: import('node:stream').Duplex, head: Buffer) => void, logger: Logger): void {
