@@ -71,7 +71,7 @@ export async function generateDpopKey(options: { alg?: string; extractable?: boo
   return { privateKey, publicJwk: await exportJWK(publicKey), alg };
 }
 
-/** The `htu` claim of a request: the URL without query and fragment, a WebSocket URL in its HTTP form. */
+/** Returns the `htu` claim of a request: the URL without query and fragment, a WebSocket URL in its HTTP form. */
 export function proofUrl(url: string): string {
   const parsed = new URL(url);
   if (parsed.protocol === 'wss:') {
@@ -82,7 +82,7 @@ export function proofUrl(url: string): string {
   return `${parsed.origin}${parsed.pathname}`;
 }
 
-/** The `ath` claim: base64url of the SHA-256 of the access token's ASCII bytes. */
+/** Computes the `ath` claim: base64url of the SHA-256 of the access token's ASCII bytes. */
 export function accessTokenHash(accessToken: string): string {
   return crypto.createHash('sha256').update(accessToken, 'ascii').digest('base64url');
 }
@@ -129,7 +129,7 @@ export class DpopSigner {
     this.option = option;
   }
 
-  /** The key's JWK SHA-256 thumbprint (RFC 7638), which a bound token carries as `cnf.jkt`. */
+  /** Returns the key's JWK SHA-256 thumbprint (RFC 7638), which a bound token carries as `cnf.jkt`. */
   async thumbprint(): Promise<string> {
     return (await this.signingKey()).thumbprint;
   }

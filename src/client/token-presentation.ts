@@ -1,10 +1,10 @@
-// How a device presents its access token to the gateway: in the handshake's `Authorization` header,
+// Presentation of a device's access token to the gateway: in the handshake's `Authorization` header,
 // and in the in-band `auth` frame. A DPoP-bound token goes with a fresh proof each time.
 import type { DpopSigner, NonceCache } from './dpop.ts';
 import { PortcullisClientError } from './policy.ts';
 import type { AccessToken } from './token-source.ts';
 
-/** What a device needs to present a token at the gateway's WebSocket URL. */
+/** The settings a device needs to present a token at the gateway's WebSocket URL. */
 export interface Presenter {
   /** The gateway endpoint, e.g. `wss://localhost:8443/ws`; its `https://` form is the proof's `htu`. */
   url: string;
@@ -37,7 +37,7 @@ export async function handshakeHeaders(presenter: Presenter, token: AccessToken)
 
 /**
  * Builds the in-band `auth` frame. For a bound token it carries a proof made exactly as for the
- * handshake, with `ath` of the new token, so the gateway can check that the same key holds it.
+ * handshake, with `ath` of the new token, so the gateway can check that the same key signed it.
  */
 export async function authFrame(presenter: Presenter, token: AccessToken): Promise<string> {
   if (token.type === 'Bearer') {

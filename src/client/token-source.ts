@@ -111,7 +111,7 @@ function isNonceChallenge(error: unknown): boolean {
 
 // openid-client lower-cases `token_type`. A DPoP-bound token without a key to prove it is useless.
 // A bearer token in response to a proof means the server ignored the proof. It is refused, because a
-// device set up for DPoP must not carry a token that works for whoever copies it.
+// device set up for DPoP must not carry a token that works for anyone who copies it.
 function tokenTypeOf(response: oauth.TokenEndpointResponse, dpop: boolean): AccessToken['type'] {
   if (response.token_type !== 'dpop') {
     if (dpop) {

@@ -13,7 +13,7 @@ const contexts = new Map<string, tls.SecureContext>();
 
 /**
  * Returns a TLS context that trusts Node's root certificates plus `ca` (PEM, one or more
- * certificates) and presents `certificate` when the server asks for one. Clients with the same
+ * certificates) and presents `certificate` when the server requests one. Clients with the same
  * `ca` and certificate share one context. Returns undefined with neither.
  */
 export function trustContext(ca: string | undefined, certificate?: ClientCertificate): tls.SecureContext | undefined {

@@ -28,7 +28,7 @@ export interface HandshakeState {
   /** Subprotocols offered in `Sec-WebSocket-Protocol`, in order. */
   offeredProtocols: string[];
   verified: VerifiedToken | null;
-  /** Which part of a check refused the handshake, from a fixed set, for the log line; such as `htu` for a DPoP proof. */
+  /** The failed part of a check, from a fixed set, for the log line, such as `htu` for a DPoP proof. */
   detail?: string;
   /** Revocation epoch read before the revocation check looked the token up, when verdicts are cached. */
   revocationEpoch?: number;

@@ -48,7 +48,7 @@ export function rejectUpgrade(socket: Duplex, code: ErrorCode, extraHeaders: Rea
 
 /**
  * The `WWW-Authenticate` line of a 401. RFC 6750 section 3: it names the scheme and, for a bad token,
- * the error. RFC 9449 section 7.1: a refused proof is answered under the DPoP scheme, with the proof
+ * the error. RFC 9449 section 7.1: a rejected proof gets a challenge under the DPoP scheme, with the proof
  * algorithms the gateway accepts.
  */
 function authenticateChallenge(code: ErrorCode): string {

@@ -69,7 +69,7 @@ interface UpgradeRequest {
 interface Rejection {
   code: ErrorCode;
   retryAfterSeconds?: number;
-  /** Which part of a check failed, from a fixed set; logged, never sent. */
+  /** The failed part of a check, from a fixed set. It is logged, never sent. */
   detail?: string;
 }
 

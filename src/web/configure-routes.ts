@@ -12,7 +12,7 @@ import { registerSessionRoutes } from './session-routes.ts';
 import { registerStaticRoutes } from './static-routes.ts';
 
 /**
- * Registers the HTTP routes of one process on `app`, with the error handler that answers every
+ * Registers the HTTP routes of one process on `app`, with the error handler that responds to every
  * failure with a catalogue code. `role` leaves out the routes of the auth server or the gateway.
  */
 export async function configureRoutes(app: FastifyInstance, context: WebContext, role: { servesAuth: boolean; servesGateway: boolean }): Promise<void> {

@@ -40,7 +40,7 @@ function handshake(headers: Record<string, string | string[] | null>): Promise<R
   return rawHandshake({ port: server.port, ca: server.caPem, headers });
 }
 
-function assertProofRefused(response: RawResponse, attack: string): void {
+function assertProofRejected(response: RawResponse, attack: string): void {
   assert.equal(response.status, 401, `${attack}: got ${response.status} ${response.body}`);
   assert.equal(response.headers['x-portcullis-error'], 'invalid_dpop_proof', attack);
   assert.equal(response.json?.error, 'invalid_dpop_proof', attack);
@@ -98,20 +98,20 @@ describe('the DPoP handshake', () => {
   });
 
   test('refused: the token without its proof', testOptions, async () => {
-    assertProofRefused(await handshake(dpopHeaders(accessToken, null)), 'no proof');
+    assertProofRejected(await handshake(dpopHeaders(accessToken, null)), 'no proof');
   });
 
   test('refused: a proof signed by another key', testOptions, async () => {
-    assertProofRefused(await handshake(dpopHeaders(accessToken, await handshakeProof(server, otherKey, accessToken))), 'other key');
+    assertProofRejected(await handshake(dpopHeaders(accessToken, await handshakeProof(server, otherKey, accessToken))), 'other key');
   });
 
   test('refused: a replayed proof jti', testOptions, async () => {
     const proof = await handshakeProof(server, key, accessToken);
     assert.equal((await handshake(dpopHeaders(accessToken, proof))).status, 101);
 
-    assertProofRefused(await handshake(dpopHeaders(accessToken, proof)), 'same proof again');
+    assertProofRejected(await handshake(dpopHeaders(accessToken, proof)), 'same proof again');
     const sameJti = await handshakeProof(server, key, accessToken, { jti: decodeJwt(proof).jti as string });
-    assertProofRefused(await handshake(dpopHeaders(accessToken, sameJti)), 'new proof with a used jti');
+    assertProofRejected(await handshake(dpopHeaders(accessToken, sameJti)), 'new proof with a used jti');
   });
 
   test('refused: a proof for another htu', testOptions, async () => {
@@ -123,7 +123,7 @@ describe('the DPoP handshake', () => {
       `https://local\nhost:${port}/ws`, `https://localhost:0${port}/ws`, `https://localhost:${port}/./ws`, `https://localhost:${port}/a/../ws`,
       `https://user@localhost:${port}/ws`,
     ]) {
-      assertProofRefused(await handshake(dpopHeaders(accessToken, await handshakeProof(server, key, accessToken, { htu }))), `htu ${htu}`);
+      assertProofRejected(await handshake(dpopHeaders(accessToken, await handshakeProof(server, key, accessToken, { htu }))), `htu ${htu}`);
     }
   });
 
@@ -135,7 +135,7 @@ describe('the DPoP handshake', () => {
 
   test('refused: a proof for another htm', testOptions, async () => {
     for (const htm of ['POST', 'get', 'CONNECT']) {
-      assertProofRefused(await handshake(dpopHeaders(accessToken, await handshakeProof(server, key, accessToken, { htm }))), `htm ${htm}`);
+      assertProofRejected(await handshake(dpopHeaders(accessToken, await handshakeProof(server, key, accessToken, { htm }))), `htm ${htm}`);
     }
   });
 
@@ -143,31 +143,31 @@ describe('the DPoP handshake', () => {
     const now = Math.floor(Date.now() / 1000);
     const leeway = server.options.clockLeewaySeconds;
     for (const iat of [now - 60 - leeway - 30, now + leeway + 30]) {
-      assertProofRefused(await handshake(dpopHeaders(accessToken, await handshakeProof(server, key, accessToken, { iat }))), `iat ${iat - now}`);
+      assertProofRejected(await handshake(dpopHeaders(accessToken, await handshakeProof(server, key, accessToken, { iat }))), `iat ${iat - now}`);
     }
   });
 
   test('refused: an ath for another token, and no ath', testOptions, async () => {
     const otherToken = await dpopDeviceToken(server, device, key);
-    assertProofRefused(await handshake(dpopHeaders(accessToken, await handshakeProof(server, key, accessToken, { ath: athOf(otherToken) }))), 'ath of another token');
-    assertProofRefused(await handshake(dpopHeaders(accessToken, await handshakeProof(server, key, accessToken, { ath: null }))), 'no ath');
+    assertProofRejected(await handshake(dpopHeaders(accessToken, await handshakeProof(server, key, accessToken, { ath: athOf(otherToken) }))), 'ath of another token');
+    assertProofRejected(await handshake(dpopHeaders(accessToken, await handshakeProof(server, key, accessToken, { ath: null }))), 'no ath');
   });
 
   test('refused: two DPoP headers, even if one is valid', testOptions, async () => {
     const proofs = [await handshakeProof(server, key, accessToken), await handshakeProof(server, key, accessToken)];
 
-    assertProofRefused(await handshake(dpopHeaders(accessToken, proofs)), 'two proofs');
+    assertProofRejected(await handshake(dpopHeaders(accessToken, proofs)), 'two proofs');
   });
 
   test('refused: wrong typ, private jwk, HMAC', testOptions, async () => {
-    assertProofRefused(await handshake(dpopHeaders(accessToken, await makeProof(key, { htm: 'GET', htu: `${server.url}/ws`, ath: athOf(accessToken) }, { typ: 'JWT' }))), 'typ JWT');
+    assertProofRejected(await handshake(dpopHeaders(accessToken, await makeProof(key, { htm: 'GET', htu: `${server.url}/ws`, ath: athOf(accessToken) }, { typ: 'JWT' }))), 'typ JWT');
 
     const privateJwk = { ...key.publicJwk, d: 'AAAA' };
-    assertProofRefused(await handshake(dpopHeaders(accessToken, await makeProof(key, { htm: 'GET', htu: `${server.url}/ws`, ath: athOf(accessToken) }, { jwk: privateJwk }))), 'private jwk');
+    assertProofRejected(await handshake(dpopHeaders(accessToken, await makeProof(key, { htm: 'GET', htu: `${server.url}/ws`, ath: athOf(accessToken) }, { jwk: privateJwk }))), 'private jwk');
 
     const header = Buffer.from(JSON.stringify({ typ: 'dpop+jwt', alg: 'HS256', jwk: { kty: 'oct', k: 'c2VjcmV0' } })).toString('base64url');
     const payload = Buffer.from(JSON.stringify({ jti: 'hmac', htm: 'GET', htu: `${server.url}/ws`, iat: Math.floor(Date.now() / 1000), ath: athOf(accessToken) })).toString('base64url');
-    assertProofRefused(await handshake(dpopHeaders(accessToken, `${header}.${payload}.AAAA`)), 'HS256');
+    assertProofRejected(await handshake(dpopHeaders(accessToken, `${header}.${payload}.AAAA`)), 'HS256');
   });
 
   test('refused as token_invalid: a bound token used as a bearer token', testOptions, async () => {

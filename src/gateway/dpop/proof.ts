@@ -28,7 +28,7 @@ export interface VerifiedProof {
 export interface ProofExpectations {
   /** The request method; `GET` for a WebSocket handshake. */
   htm: string;
-  /** The target URI in `https://` form, without query or fragment. */
+  /** The target URI in `https://` form, as `normalizedHtu` returns it. */
   htu: string;
   /** The access token the proof accompanies; the proof's `ath` is its SHA-256 hash. */
   accessToken: string;
@@ -123,7 +123,7 @@ export async function verifyProof(proof: string, expected: ProofExpectations): P
   let verified: Awaited<ReturnType<typeof jwtVerify>>;
   let jkt = '';
   try {
-    // jose rejects `none` and any `alg` outside the list before it asks for the key.
+    // jose rejects `none` and any `alg` outside the list before it calls this key resolver.
     verified = await jwtVerify(proof, async (header) => {
       const embedded = await embeddedPublicKey(header);
       jkt = embedded.jkt;
@@ -141,7 +141,7 @@ export async function verifyProof(proof: string, expected: ProofExpectations): P
   if (htm !== expected.htm) {
     throw new ProofError('htm');
   }
-  if (normalizedHtu(payload.htu) !== normalizedHtu(expected.htu)) {
+  if (normalizedHtu(payload.htu) !== expected.htu) {
     throw new ProofError('htu');
   }
   if (!hashesEqual(payload.ath, accessTokenHash(expected.accessToken))) {

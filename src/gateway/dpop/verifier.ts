@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 
 import type { ErrorCode } from '../../errors.ts';
 import type { VerifiedToken } from '../token-verifier.ts';
-import { ProofError, verifyProof, type ProofProblem } from './proof.ts';
+import { normalizedHtu, ProofError, verifyProof, type ProofProblem } from './proof.ts';
 import type { ProofReplayCache } from './replay-cache.ts';
 
 /** Seconds a proof stays acceptable after its `iat`, before the clock leeway. */
@@ -55,9 +55,12 @@ export function boundKeyThumbprint(token: VerifiedToken): string | null | undefi
  * token is bound to, and its `jti` was not used with that key before within the proof's window.
  */
 export function createDpopVerifier(init: DpopVerifierInit): DpopVerifier {
+  // Normalized once, because every handshake compares against it.
+  const handshakeTarget = { htm: 'GET', htu: normalizedHtu(init.htu) ?? init.htu };
+
   return {
     htu: init.htu,
-    async check(proofs, accessToken, jkt, target = { htm: 'GET', htu: init.htu }) {
+    async check(proofs, accessToken, jkt, target) {
       if (proofs.length !== 1) {
         return rejection(proofs.length === 0 ? 'missing' : 'repeated');
       }
@@ -67,8 +70,8 @@ export function createDpopVerifier(init: DpopVerifierInit): DpopVerifier {
       let proof;
       try {
         proof = await verifyProof(proofs[0], {
-          htm: target.htm,
-          htu: target.htu,
+          htm: target?.htm ?? handshakeTarget.htm,
+          htu: target ? normalizedHtu(target.htu) ?? target.htu : handshakeTarget.htu,
           accessToken,
           algorithms: init.algorithms,
           notBefore: now - proofMaxAgeSeconds - leeway,

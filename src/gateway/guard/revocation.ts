@@ -61,8 +61,8 @@ async function lookUpRevocation(store: Store, kind: 'browser' | 'device', verifi
     if (typeof verified.payload.iat !== 'number' || verified.payload.iat < device.created_at) {
       return revoked;
     }
-    // The auth server already issues such a device only DPoP-bound tokens; checked again here so
-    // that the rule holds at the gateway even if that setting is lost.
+    // The auth server already issues such a device only DPoP-bound tokens. The gateway checks again,
+    // so the rule still applies if that setting is lost.
     if (device.dpop_required === 1 && !boundKeyThumbprint(verified)) {
       return { code: 'token_invalid' };
     }
